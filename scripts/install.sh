@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates .venv in the repository root and installs everything the project, its tests and its
+# metrics need, offline assets included. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" -r requirements.txt
+"${pip[@]}" --no-deps -r requirements-nodeps.txt
+"${pip[@]}" --no-deps -e .
+.venv/bin/python scripts/prepare_assets.py

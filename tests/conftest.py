@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny random LLaMAs written in the real on-disk formats."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from llama import ModelArgs, Transformer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def tiny_args(**overrides) -> ModelArgs:
+    base = dict(dim=64, n_layers=3, n_heads=4, n_kv_heads=None, vocab_size=97, multiple_of=16,
+                norm_eps=1e-5, rope_theta=10000.0, max_seq_len=128)
+    return ModelArgs(**{**base, **overrides})
+
+
+def random_model(args: ModelArgs, seed: int = 0) -> Transformer:
+    """A model with random weights everywhere, norms included (so a swapped norm shows)."""
+    torch.manual_seed(seed)
+    model = Transformer(args)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def package_dir(name: str) -> Path:
+    return Path(importlib.util.find_spec(name).origin).parent
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as an HF folder (converted from the package's GGUF by the installer;
+    converted here if the installer has not run)."""
+    from prepare_assets import prepare_smollm2
+
+    return prepare_smollm2()
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_model(tmp_path_factory) -> Path:
+    """The real 32k SentencePiece model shipped by mistral-common, saved as `tokenizer.model`."""
+    folder = tmp_path_factory.mktemp("spm")
+    target = folder / "tokenizer.model"
+    target.write_bytes((package_dir("mistral_common") / "data" / "tokenizer.model.v1").read_bytes())
+    return target
