@@ -104,9 +104,9 @@ def test_adapter_adds_gated_value_at_every_position():
     with torch.no_grad():
         attn.gate.copy_(torch.randn_like(attn.gate))
         x = torch.randn(2, 5, args.dim)
-        cos, sin = torch.ones(1, 5, 1, args.head_dim // 2), torch.zeros(1, 5, 1, args.head_dim // 2)
+        no_rotation = torch.ones(1, 5, 1, args.head_dim // 2, dtype=torch.complex64)
         adapter = torch.randn(2, args.dim)
-        delta = attn(x, cos, sin, "causal", None, adapter) - attn(x, cos, sin, "causal", None, None)
+        delta = attn(x, no_rotation, "causal", None, adapter) - attn(x, no_rotation, "causal", None, None)
         value = (adapter @ attn.wv.weight.T).view(2, args.kv_heads, args.head_dim)
         value = value.repeat_interleave(args.n_heads // args.kv_heads, dim=1)
         expected = (torch.tanh(attn.gate.view(1, -1, 1)) * value).reshape(2, -1) @ attn.wo.weight.T

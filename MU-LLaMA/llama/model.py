@@ -73,21 +73,21 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 whatever the activation dtype, as Meta's reference does.
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
 
 
-def rotary_angles(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the rotary angles for `positions` [B, S] -> each [B, S, 1, head_dim / 2], fp32."""
+def rotary_embedding(positions: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:
+    """exp(i * position * freq) for `positions` [B, S] -> complex64 [B, S, 1, head_dim / 2]."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
     angles = positions.float()[..., None] * inv_freq
-    return angles.cos()[:, :, None], angles.sin()[:, :, None]
+    return torch.polar(torch.ones_like(angles), angles)[:, :, None]
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent pairs (x[2i], x[2i+1]): Meta's convention, which `consolidated.*.pth` expects."""
-    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2).type_as(x)
+def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent pairs (x[2i], x[2i+1]) as complex numbers: Meta's convention, which
+    `consolidated.*.pth` expects (HF checkpoints are converted to it on load)."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
 class KVCache:
@@ -114,6 +114,18 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """`layer(x)`, computed as (W @ x^T)^T when x has a few rows on CPU: for batched decoding, MKL's
+    W @ x^T is markedly faster than x @ W^T (measured 1.5x at 8 rows, 2.3x for a 49k-row LM head)."""
+    rows = x.numel() // x.shape[-1]
+    if x.device.type != "cpu" or not 1 < rows <= 16:
+        return layer(x)
+    y = (layer.weight @ x.reshape(rows, -1).T).T.contiguous()
+    if layer.bias is not None:
+        y = y + layer.bias
+    return y.reshape(*x.shape[:-1], -1)
+
+
 class _LoRAProjections(nn.Module):
     """Linear projections that may carry MU-LLaMA's LoRA: y = W x + B A x (no scaling)."""
 
@@ -126,10 +138,10 @@ class _LoRAProjections(nn.Module):
             setattr(self, f"lora_{name}_l2", up)
 
     def _project(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        y = getattr(self, name)(x)
+        y = linear(x, getattr(self, name))
         down = getattr(self, f"lora_{name}_l1", None)
         if down is not None:
-            y = y + getattr(self, f"lora_{name}_l2")(down(x))
+            y = y + linear(linear(x, down), getattr(self, f"lora_{name}_l2"))
         return y
 
 
@@ -148,10 +160,10 @@ class Attention(_LoRAProjections):
         if args.w_lora:
             self._add_lora(("wq", "wk", "wv", "wo"), args.lora_rank)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None, adapter: torch.Tensor | None):
+    def forward(self, x, rotation, mask, cache: KVCache | None, adapter: torch.Tensor | None):
         B, S, _ = x.shape
-        q = apply_rotary(self._project("wq", x).view(B, S, self.n_heads, self.head_dim), cos, sin)
-        k = apply_rotary(self._project("wk", x).view(B, S, self.n_kv_heads, self.head_dim), cos, sin)
+        q = apply_rotary(self._project("wq", x).view(B, S, self.n_heads, self.head_dim), rotation)
+        k = apply_rotary(self._project("wk", x).view(B, S, self.n_kv_heads, self.head_dim), rotation)
         v = self._project("wv", x).view(B, S, self.n_kv_heads, self.head_dim)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
@@ -192,8 +204,8 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(args.dim, eps=args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, eps=args.norm_eps)
 
-    def forward(self, x, cos, sin, mask, cache, adapter):
-        h = x + self.attention(self.attention_norm(x), cos, sin, mask, cache, adapter)
+    def forward(self, x, rotation, mask, cache, adapter):
+        h = x + self.attention(self.attention_norm(x), rotation, mask, cache, adapter)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -221,18 +233,18 @@ class Transformer(nn.Module):
         slots = torch.arange(start, start + S, device=tokens.device)
         pad = cache.pad if cache is not None else None
         positions = slots[None] if pad is None else (slots[None] - pad[:, None]).clamp(min=0)
-        cos, sin = rotary_angles(positions, self.args.head_dim, self.args.rope_theta)
+        rotation = rotary_embedding(positions, self.args.head_dim, self.args.rope_theta)
         mask = self._mask(slots, start + S, pad)
 
         h = self.tok_embeddings(tokens)
         first_adapted = self.args.n_layers - (adapter.shape[1] if adapter is not None else 0)
         for i, layer in enumerate(self.layers):
-            h = layer(h, cos, sin, mask, cache, adapter[:, i - first_adapted] if i >= first_adapted else None)
+            h = layer(h, rotation, mask, cache, adapter[:, i - first_adapted] if i >= first_adapted else None)
         if cache is not None:
             cache.length += S
         if last_only:
             h = h[:, -1:]
-        return self.output(self.norm(h)).float()
+        return linear(self.norm(h), self.output).float()
 
     @staticmethod
     def _mask(slots: torch.Tensor, end: int, pad: torch.Tensor | None):
