@@ -1,11 +1,30 @@
-"""MU-LLaMA: the LLaMA-2 backbone, its checkpoints, tokenizer and batched generation."""
+"""MU-LLaMA: music understanding with MERT, a music bridge and gated adapters inside LLaMA-2.
 
-from .checkpoint import CheckpointError, load_llama, read_llama, save_hf, save_meta
+A user's script needs nothing else: `llama.load(...)` gives a ready MU-LLaMA, `llama.load_llama`
+a bare backbone, `llama.generate` batched sampling, `llama.load_audio` a clip at 24 kHz.
+"""
+
+from .audio import AudioError, load_audio
+from .checkpoint import (
+                         CheckpointError,
+                         load,
+                         load_llama,
+                         load_mert,
+                         read_llama,
+                         read_mu_llama,
+                         save_hf,
+                         save_meta,
+                         save_mu_llama,
+)
 from .generation import Completion, generate
+from .mert import MERT
 from .model import KVCache, ModelArgs, Transformer
+from .mu_llama import MULLaMA, MULLaMAConfig
+from .prompt import format_prompt
 from .tokenizer import Tokenizer
 
 __all__ = [
-    "CheckpointError", "Completion", "KVCache", "ModelArgs", "Tokenizer", "Transformer",
-    "generate", "load_llama", "read_llama", "save_hf", "save_meta",
+    "MERT", "AudioError", "CheckpointError", "Completion", "KVCache", "MULLaMA", "MULLaMAConfig", "ModelArgs",
+    "Tokenizer", "Transformer", "format_prompt", "generate", "load", "load_audio", "load_llama", "load_mert",
+    "read_llama", "read_mu_llama", "save_hf", "save_meta", "save_mu_llama",
 ]

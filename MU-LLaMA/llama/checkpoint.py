@@ -6,6 +6,7 @@ checkpoint tensors, memory-mapped, are assigned in the requested dtype and devic
 `weights_only=True` only.
 """
 
+import argparse
 import json
 import pickle
 import re
@@ -16,7 +17,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .mert import MERT, hubert_config
 from .model import ModelArgs, Transformer
+from .mu_llama import MULLaMA, MULLaMAConfig, is_checkpointed
+from .tokenizer import Tokenizer
 
 
 class CheckpointError(ValueError):
@@ -71,9 +75,14 @@ def is_added_parameter(name: str) -> bool:
 
 
 def torch_load(path: Path) -> dict:
-    """A `.pth`/`.bin` file, memory-mapped; tensors only (no pickled code is ever executed)."""
+    """A `.pth`/`.bin` file, memory-mapped; tensors only (no pickled code is ever executed).
+
+    `argparse.Namespace` is the one class allowed besides tensors and plain containers: the
+    released MU-LLaMA checkpoint stores its training arguments as one.
+    """
     try:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path} holds objects other than tensors, which are refused because unpickling them "
@@ -294,16 +303,15 @@ def read_llama(path, **overrides) -> tuple[ModelArgs, dict]:
                           "config.json + weights (HF format)")
 
 
-def check_state(model: torch.nn.Module, state: dict, source) -> None:
-    """One error listing every missing, unexpected and wrong-shaped tensor."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not is_added_parameter(k)}
-    if getattr(model, "args", None) is not None and model.args.tie_embeddings:
-        expected.pop("output.weight", None)
-        state.pop("output.weight", None)  # some tied checkpoints still store the head
-    missing = sorted(set(expected) - set(state))
+def check_shapes(expected: dict, state: dict, source, optional=frozenset()) -> None:
+    """One error listing every missing, unexpected and wrong-shaped tensor.
+
+    expected: name -> shape of what the model takes; names in `optional` may be absent.
+    """
+    missing = sorted(set(expected) - set(state) - set(optional))
     unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k]}"
-             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != expected[k]]
+    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k])}"
+             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != tuple(expected[k])]
     problems = []
     for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if items:
@@ -334,7 +342,11 @@ def load_llama(path, device="cpu", dtype=torch.float32, **overrides) -> Transfor
     args, state = read_llama(path, **overrides)
     with torch.device("meta"):
         model = Transformer(args)
-    check_state(model, state, path)
+    expected = {k: v.shape for k, v in model.state_dict().items() if not is_added_parameter(k)}
+    if args.tie_embeddings:
+        expected.pop("output.weight")
+        state.pop("output.weight", None)  # some tied checkpoints still store the head
+    check_shapes(expected, state, path)
     for key in list(state):  # one tensor at a time: never a second copy of the whole model
         state[key] = state[key].to(device=device, dtype=dtype)
     model.load_state_dict(state, strict=False, assign=True)
@@ -360,3 +372,128 @@ def convert_gguf(gguf_file, out_dir) -> Path:
     save_hf(state, args, out_dir, **special)
     AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name).save_pretrained(out_dir)
     return out_dir
+
+
+# ----------------------------------------------------------------------------------------------
+# MERT checkpoint folders
+
+
+def load_mert(folder, device="cpu", dtype=torch.float32) -> MERT:
+    """A MERT checkpoint folder: config.json, model.safetensors or pytorch_model.bin,
+    preprocessor_config.json (sampling rate and `do_normalize`)."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise CheckpointError(f"{folder} is not a MERT checkpoint folder: no config.json (download e.g. "
+                              "m-a-p/MERT-v1-330M into a folder and pass that folder as --mert_path)")
+    try:
+        config = hubert_config(_read_json(folder / "config.json"))
+    except ValueError as e:
+        raise CheckpointError(f"{folder / 'config.json'}: {e}") from e
+    preprocessor = {}
+    if (folder / "preprocessor_config.json").exists():
+        preprocessor = _read_json(folder / "preprocessor_config.json")
+    if (folder / "model.safetensors").exists():
+        state = _safetensors_load(folder / "model.safetensors")
+    elif (folder / "pytorch_model.bin").exists():
+        state = torch_load(folder / "pytorch_model.bin")
+    else:
+        raise CheckpointError(f"{folder} has no model.safetensors or pytorch_model.bin")
+    mert = MERT(config, sample_rate=preprocessor.get("sampling_rate", 24000),
+                do_normalize=preprocessor.get("do_normalize", False))
+    try:
+        mert.model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"MERT weights in {folder} do not fit its config.json: {e}") from e
+    return mert.to(device=device, dtype=dtype).requires_grad_(False).eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# MU-LLaMA: the released checkpoint.pth and this project's trained-tensors-only safetensors
+
+
+def read_mu_llama(path) -> tuple[dict, MULLaMAConfig]:
+    """(trained tensors, config) of a MU-LLaMA checkpoint.
+
+    `*.safetensors` (+ the `.json` beside it): this project's format. Anything else is read as the
+    original code's `checkpoint.pth` ({"model": full state dict, "optimizer", "args", ...}),
+    memory-mapped: only the trained tensors are touched, never the optimizer state or the copies of
+    LLaMA and MERT inside it. Its sizes come from tensor shapes, its template is "upstream".
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"MU-LLaMA checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        config_file = path.with_suffix(".json")
+        if not config_file.exists():
+            raise CheckpointError(f"{path} needs its config {config_file.name} beside it")
+        try:
+            config = MULLaMAConfig(**_read_json(config_file)["mu_llama"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{config_file} is not a MU-LLaMA config: {e}") from e
+        return _safetensors_load(path), config
+    ckpt = torch_load(path)
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no state dict (expected a dict with a 'model' entry)")
+    tensors = {k: v for k, v in state.items() if is_checkpointed(k)}
+    required = ["prefix_query.weight", "mu_mert_agg.weight", "mu_mert_proj.weight", "mu_mert_f1_1.weight"]
+    missing = [k for k in required if k not in tensors]
+    if missing:
+        raise CheckpointError(f"{path} is not a MU-LLaMA checkpoint: it lacks {missing}")
+    lora = [v for k, v in tensors.items() if k.endswith("_l1.weight")]
+    config = MULLaMAConfig(
+        phase="finetune" if lora else "pretrain",
+        query_layer=tensors["prefix_query.weight"].shape[0],
+        mert_layers=tensors["mu_mert_agg.weight"].shape[1],
+        mert_dim=tensors["mu_mert_proj.weight"].shape[1],
+        bridge_width=tensors["mu_mert_f1_1.weight"].shape[0],
+        lora_rank=lora[0].shape[0] if lora else 16,
+        prompt_template="upstream",
+    )
+    return tensors, config
+
+
+def save_mu_llama(path, tensors: dict, config, **extra):
+    """Trained tensors to `path` (safetensors) and the config to `path` with a .json suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata={"format": "pt"})
+    path.with_suffix(".json").write_text(json.dumps({"mu_llama": config.to_dict(), **extra}, indent=2))
+
+
+def _find_tokenizer(*folders: Path) -> Path:
+    for folder in folders:
+        for name in ("tokenizer.model", "tokenizer.json"):
+            if (folder / name).exists():
+                return folder / name
+    raise CheckpointError(f"no tokenizer.model or tokenizer.json in {' or '.join(map(str, folders))}")
+
+
+def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=torch.float32,
+         mert_dtype=torch.float32):
+    """A ready MU-LLaMA, frozen and in eval mode.
+
+    model_path: the released `checkpoint.pth` or this project's `.safetensors`.
+    llama_dir: the base LLaMA; `llama_dir/llama_type` when that folder exists (upstream layout,
+      tokenizer.model in llama_dir), else llama_dir itself. Meta or HF format.
+    mert_path: a MERT checkpoint folder. MERT runs in `mert_dtype` (fp32 by default, as upstream).
+    """
+    tensors, config = read_mu_llama(model_path)
+    llama_dir = Path(llama_dir)
+    base = llama_dir / llama_type if (llama_dir / llama_type).is_dir() else llama_dir
+    finetune = config.phase == "finetune"
+    llama = load_llama(base, device=device, dtype=dtype, w_bias=finetune, w_lora=finetune,
+                       lora_rank=config.lora_rank)
+    tokenizer = Tokenizer(_find_tokenizer(llama_dir, base))
+    mert = load_mert(mert_path, device=device, dtype=mert_dtype)
+    if (mert.num_layers, mert.hidden_size) != (config.mert_layers, config.mert_dim):
+        raise CheckpointError(f"the MERT in {mert_path} gives {mert.num_layers} layers x {mert.hidden_size}, "
+                              f"the checkpoint's bridge expects {config.mert_layers} x {config.mert_dim}")
+    with torch.device("meta"):  # only the bridge is new here; llama and mert are already loaded
+        model = MULLaMA(llama, mert, config, tokenizer)
+    expected = {k: v.shape for k, v in model.state_dict().items() if is_checkpointed(k)}
+    # The backbone's trained tensors (norms, gates, LoRA, biases) override the base where present.
+    check_shapes(expected, tensors, model_path, optional={k for k in expected if k.startswith("llama.")})
+    model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in tensors.items()},
+                          strict=False, assign=True)
+    return model.requires_grad_(False).eval()

@@ -1,0 +1,56 @@
+"""Answer questions about music files with MU-LLaMA.
+
+    python MU-LLaMA/inference.py --model ckpts/checkpoint.pth --llama_dir ckpts/LLaMA \
+        --mert_path ckpts/MERT-v1-330M --audio_path song.mp3 --question "Describe the music"
+
+Every --audio_path is asked every --question, all in one batched call.
+"""
+
+import argparse
+
+import torch
+
+import llama
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_argument_group("model (upstream flags)")
+    model.add_argument("--model", default="./ckpts/checkpoint.pth",
+                       help="released checkpoint.pth or a .safetensors written by convert_checkpoint.py/train.py")
+    model.add_argument("--llama_type", default="7B", help="subfolder of --llama_dir holding the base weights")
+    model.add_argument("--llama_dir", default="./ckpts/LLaMA", help="base LLaMA (Meta or HF format) + tokenizer")
+    model.add_argument("--mert_path", default="./ckpts/MERT-v1-330M", help="MERT checkpoint folder")
+    model.add_argument("--knn_dir", help="ignored: the ImageBind KNN cache of the original code is not used")
+    parser.add_argument("--audio_path", nargs="+", required=True, help="one or more audio files")
+    parser.add_argument("--question", nargs="+", default=["Describe the Audio"], help="one or more questions")
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--max_gen_len", type=int, default=512)
+    sampling.add_argument("--temperature", type=float, default=0.6, help="0 = greedy")
+    sampling.add_argument("--top_p", type=float, default=0.8)
+    sampling.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same answers)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    run.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto",
+                     help="LLaMA and bridge dtype; auto = bfloat16 on GPU, float32 on CPU (MERT stays float32)")
+    run.add_argument("--audio_mode", choices=["full", "upstream"], default="full",
+                     help="full: encode the whole clip in 60 s windows; upstream: only its first 60 s")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
+    model = llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type,
+                       device=args.device, dtype=getattr(torch, dtype))
+    clips = {path: llama.load_audio(path) for path in args.audio_path}
+    pairs = [(path, q) for path in args.audio_path for q in args.question]
+    answers = model.answer([clips[p] for p, _ in pairs], [q for _, q in pairs], audio_mode=args.audio_mode,
+                           max_new_tokens=args.max_gen_len, temperature=args.temperature, top_p=args.top_p,
+                           seed=args.seed)
+    for (path, question), answer in zip(pairs, answers, strict=True):
+        print(f"Audio File: {path}\nQ: {question}\nA: {answer}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""MU-LLaMA: a frozen MERT encoder, the music bridge, and the LLaMA backbone with gated adapters.
+
+Per clip, MERT's per-layer time-means [L + 1, H] are mixed by a 1x1 convolution over layers,
+L2-normalised, projected to the LLaMA width and refined by three residual RMSNorm-SwiGLU blocks:
+one music vector. Adding a learned `prefix_query` row gives one adapter token for each of the
+last `query_layer` LLaMA layers, where it enters attention through the frozen `wv` and a per-head
+tanh gate (see model.Attention). Parameter names are the original code's, so its checkpoints load.
+"""
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .generation import generate
+from .mert import MERT
+from .model import RMSNorm, Transformer
+from .prompt import extract_answer, format_prompt
+from .tokenizer import Tokenizer
+
+PHASES = ("pretrain", "finetune")
+IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt, padding)
+
+
+@dataclass
+class MULLaMAConfig:
+    """Everything beyond the base LLaMA and MERT that shapes a MU-LLaMA; stored with checkpoints."""
+
+    phase: str = "finetune"  # pretrain: bridge + prefix + gates train; finetune: + LoRA and biases
+    query_layer: int = 20  # adapted layers: the last `query_layer` of the backbone
+    mert_layers: int = 25  # MERT hidden states per clip (num_hidden_layers + 1)
+    mert_dim: int = 1024
+    bridge_width: int | None = None  # SwiGLU width of the bridge; default 4 x LLaMA width
+    lora_rank: int = 16
+    prompt_template: str = "upstream"
+
+    def __post_init__(self):
+        if self.phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, not {self.phase!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def is_trained(name: str, phase: str) -> bool:
+    """The original code's trainable sets, by parameter name."""
+    if phase == "pretrain":
+        return (name.startswith("llama.") and "gate" in name) or name.startswith(("mu_mert_", "prefix_query."))
+    return name.startswith("llama.") and any(part in name for part in ("norm", "bias", "lora"))
+
+
+def is_checkpointed(name: str) -> bool:
+    """Tensors a MU-LLaMA checkpoint holds: whatever either phase trains (never base weights or MERT)."""
+    return any(is_trained(name, phase) for phase in PHASES)
+
+
+class MULLaMA(nn.Module):
+    def __init__(self, llama: Transformer, mert: MERT | None, config: MULLaMAConfig,
+                 tokenizer: Tokenizer | None = None):
+        super().__init__()
+        if config.query_layer > llama.args.n_layers:
+            raise ValueError(f"query_layer={config.query_layer} exceeds the backbone's {llama.args.n_layers} layers")
+        self.config = config
+        self.llama = llama
+        self.mert = mert
+        self.tokenizer = tokenizer
+        dim, width = llama.args.dim, config.bridge_width or 4 * llama.args.dim
+        self.mu_mert_agg = nn.Conv1d(config.mert_layers, 1, kernel_size=1)
+        self.mu_mert_proj = nn.Linear(config.mert_dim, dim)
+        for k in (1, 2, 3):
+            setattr(self, f"mu_mert_norm_{k}", RMSNorm(dim, eps=1e-6))
+            setattr(self, f"mu_mert_f1_{k}", nn.Linear(dim, width, bias=False))
+            setattr(self, f"mu_mert_f2_{k}", nn.Linear(width, dim, bias=False))
+            setattr(self, f"mu_mert_f3_{k}", nn.Linear(dim, width, bias=False))
+        self.prefix_query = nn.Embedding(config.query_layer, dim)
+
+    # --- music -> adapter tokens --------------------------------------------------------------
+
+    def encode_audio(self, clips: Sequence, audio_mode: str = "full", window_s: float = 60.0) -> torch.Tensor:
+        """MERT layer means [B, L + 1, H] of mono 24 kHz waveforms (see MERT.layer_means)."""
+        if self.mert is None:
+            raise RuntimeError("this MU-LLaMA was built without a MERT encoder; pass precomputed layer means")
+        return self.mert.layer_means(clips, window_s=window_s, mode=audio_mode)
+
+    def music_features(self, layer_means: torch.Tensor) -> torch.Tensor:
+        """[B, L + 1, H] MERT layer means -> [B, dim] music vector."""
+        x = layer_means.to(self.mu_mert_proj.weight)
+        x = F.normalize(self.mu_mert_agg(x).squeeze(1), dim=-1)
+        x = self.mu_mert_proj(x)
+        for k in (1, 2, 3):
+            h = getattr(self, f"mu_mert_norm_{k}")(x)
+            up, gate = getattr(self, f"mu_mert_f3_{k}")(h), getattr(self, f"mu_mert_f1_{k}")(h)
+            x = x + getattr(self, f"mu_mert_f2_{k}")(F.silu(gate) * up)
+        return x
+
+    def adapter(self, layer_means: torch.Tensor) -> torch.Tensor:
+        """[B, query_layer, dim]: the music vector plus one learned row per adapted layer."""
+        return self.music_features(layer_means)[:, None] + self.prefix_query.weight[None]
+
+    # --- training ------------------------------------------------------------------------------
+
+    def forward(self, tokens: torch.Tensor, layer_means: torch.Tensor) -> torch.Tensor:
+        """Logits [B, S, vocab] of `tokens` [B, S] conditioned on the clips' MERT layer means."""
+        return self.llama(tokens, adapter=self.adapter(layer_means))
+
+    def loss(self, tokens: torch.Tensor, labels: torch.Tensor, layer_means: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy over answer tokens only (labels == IGNORE_INDEX elsewhere)."""
+        logits = self(tokens, layer_means)[:, :-1]
+        targets = labels[:, 1:]
+        if bool((targets == IGNORE_INDEX).all()):
+            return logits.mean() * 0.0  # keeps the graph (and DDP) alive for an all-prompt batch
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+    def set_phase(self, phase: str) -> list[str]:
+        """Freeze everything but the phase's trainable set, cast that set to fp32; returns its names."""
+        self.config.phase = phase
+        names = []
+        for name, param in self.named_parameters():
+            trained = is_trained(name, phase)
+            param.requires_grad_(trained)
+            if trained:
+                param.data = param.data.float()
+                names.append(name)
+        return names
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """The trained tensors only: what a MU-LLaMA checkpoint stores."""
+        return {k: v for k, v in self.state_dict().items() if is_checkpointed(k)}
+
+    # --- answering -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def answer(self, clips: Sequence, questions: Sequence[str], *, audio_mode: str = "full",
+               max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
+               seed: int | None = None, on_token=None) -> list[str]:
+        """Answer each (clip, question) pair; a clip object passed several times is encoded once."""
+        if len(clips) != len(questions):
+            raise ValueError(f"{len(clips)} clips for {len(questions)} questions: pass one clip per question")
+        if self.tokenizer is None:
+            raise RuntimeError("this MU-LLaMA has no tokenizer")
+        index: dict[int, int] = {}
+        distinct = []
+        for clip in clips:
+            if id(clip) not in index:
+                index[id(clip)] = len(distinct)
+                distinct.append(clip)
+        means = self.encode_audio(distinct, audio_mode=audio_mode)
+        adapter = self.adapter(means)[[index[id(clip)] for clip in clips]]
+        prompts = [format_prompt(q, self.config.prompt_template) for q in questions]
+        completions = generate(self.llama, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
+                               temperature=temperature, top_p=top_p, seed=seed, adapter=adapter,
+                               on_token=on_token)
+        return [extract_answer(c.text) for c in completions]

@@ -1,0 +1,149 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from tiny import tiny_mu_llama, write_tiny_release
+
+from llama import CheckpointError, ModelArgs, MULLaMA, MULLaMAConfig, Transformer, format_prompt, load, read_mu_llama
+from llama.mu_llama import IGNORE_INDEX
+
+from conftest import ROOT
+
+RATE = 24000
+
+
+def clip(seconds, seed):
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, int(seconds * RATE)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, sentencepiece_model):
+    return write_tiny_release(tmp_path_factory.mktemp("release"), sentencepiece_model)
+
+
+def test_upstream_prompt_is_byte_exact():
+    expected = ("Below is an instruction that describes a task, paired with an input that provides further "
+                "context. Write a response that appropriately completes the request.\n\n### Instruction:\n"
+                "Describe the music\n\n### Input:\n<built-in function input>\n\n### Response:")
+    assert format_prompt("Describe the music") == expected
+    assert format_prompt("Q", "alpaca").endswith("### Instruction:\nQ\n\n### Response:")
+    with pytest.raises(ValueError, match="unknown prompt template"):
+        format_prompt("Q", "vicuna")
+
+
+def test_7b_trainable_parameter_counts():
+    """The original code's §2.8 counts, on the meta device (no weights)."""
+    counts = {}
+    for phase in ("pretrain", "finetune"):
+        finetune = phase == "finetune"
+        with torch.device("meta"):
+            llama = Transformer(ModelArgs(w_bias=finetune, w_lora=finetune))
+            model = MULLaMA(llama, None, MULLaMAConfig(phase=phase))
+        model.set_phase(phase)
+        counts[phase] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert counts == {"pretrain": 608_273_434, "finetune": 41_340_928}
+
+
+def test_zero_gates_give_the_plain_backbone():
+    model = tiny_mu_llama()
+    tokens = torch.randint(0, 32000, (2, 9))
+    means = torch.randn(2, 3, 32)
+    with torch.no_grad():
+        gated = model(tokens, means)
+        for layer in model.llama.layers:
+            layer.attention.gate.zero_()
+        assert torch.equal(model(tokens, means), model.llama(tokens))
+    assert not torch.allclose(gated, model.llama(tokens), atol=1e-3)
+
+
+@pytest.mark.parametrize("phase", ["pretrain", "finetune"])
+def test_gradients_reach_exactly_the_trainable_set(phase):
+    model = tiny_mu_llama(phase=phase, query_layer=2)
+    trainable = set(model.set_phase(phase))
+    tokens = torch.randint(0, 32000, (2, 9))
+    labels = tokens.clone()
+    labels[:, :4] = IGNORE_INDEX
+    model.loss(tokens, labels, torch.randn(2, 3, 32)).backward()
+    got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    if phase == "pretrain":
+        # the gate of a layer without adapter input is trainable but receives no gradient (as upstream)
+        unadapted_gate = "llama.layers.0.attention.gate"
+        assert trainable - got == {unadapted_gate}
+        assert {n for n in trainable if n.startswith("mu_mert_")} and "prefix_query.weight" in trainable
+    else:
+        assert got == trainable
+        assert all(("norm" in n or "bias" in n or "lora" in n) and n.startswith("llama.") for n in trainable)
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n in trainable)
+    assert not any(p.requires_grad for n, p in model.named_parameters() if n not in trainable)
+
+
+def test_loss_counts_answer_tokens_only():
+    model = tiny_mu_llama()
+    tokens = torch.randint(0, 32000, (1, 8))
+    labels = torch.full_like(tokens, IGNORE_INDEX)
+    means = torch.randn(1, 3, 32)
+    with torch.no_grad():
+        assert model.loss(tokens, labels, means).item() == 0.0
+        labels[0, 5:] = tokens[0, 5:]
+        logits = model(tokens, means)[0, 4:7]
+        expected = torch.nn.functional.cross_entropy(logits, tokens[0, 5:])
+        assert torch.allclose(model.loss(tokens, labels, means), expected)
+
+
+def test_released_checkpoint_layout_loads_and_matches_converted(release, tmp_path):
+    loaded = load(release["checkpoint"], release["llama_dir"], release["mert_path"])
+    tensors, config = read_mu_llama(release["checkpoint"])
+    assert config.phase == "finetune" and config.query_layer == 2 and config.lora_rank == 4
+    assert not any(k.startswith(("mert_model.", "optimizer")) for k in tensors)
+    assert "llama.layers.0.attention.wq.weight" not in tensors  # frozen base copies are not read
+    tokens = torch.randint(0, 32000, (2, 7))
+    means = torch.randn(2, 3, 32)
+    with torch.no_grad():
+        expected = release["model"](tokens, means)
+        got = loaded(tokens, means)
+    assert torch.allclose(got, expected, atol=1e-5)  # the checkpoint's norms win over the base's
+
+    out = tmp_path / "mu_llama.safetensors"
+    subprocess.run([sys.executable, str(ROOT / "MU-LLaMA" / "convert_checkpoint.py"), str(release["checkpoint"]),
+                    str(out)], check=True, capture_output=True)
+    converted = load(out, release["llama_dir"], release["mert_path"])
+    with torch.no_grad():
+        assert torch.equal(converted(tokens, means), got)
+    assert out.stat().st_size < release["checkpoint"].stat().st_size / 3
+
+
+def test_wrong_checkpoint_is_refused(release, tmp_path):
+    torch.save({"model": {"llama.norm.weight": torch.ones(3)}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a MU-LLaMA checkpoint"):
+        load(tmp_path / "other.pth", release["llama_dir"], release["mert_path"])
+    with pytest.raises(CheckpointError, match="not found"):
+        load(tmp_path / "missing.pth", release["llama_dir"], release["mert_path"])
+
+
+def test_batch_of_clips_and_questions_equals_one_by_one(release):
+    model = load(release["checkpoint"], release["llama_dir"], release["mert_path"])
+    clips = [clip(2.0, 0), clip(0.7, 1), clip(3.5, 2)]
+    questions = ["Describe the audio", "What is the tempo of this song?"]
+    pairs = [(c, q) for c in clips for q in questions]
+    batched = model.answer([c for c, _ in pairs], [q for _, q in pairs], max_new_tokens=8)
+    alone = [model.answer([c], [q], max_new_tokens=8)[0] for c, q in pairs]
+    assert batched == alone
+    assert len(set(batched)) > 1  # the answers do depend on the clip and question
+
+
+def test_inference_cli_end_to_end(release, tmp_path):
+    paths = []
+    for i, seconds in enumerate((1.0, 2.5)):
+        paths.append(tmp_path / f"song{i}.wav")
+        soundfile.write(paths[-1], clip(seconds, i), 44100)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "MU-LLaMA" / "inference.py"), "--model", str(release["checkpoint"]),
+         "--llama_dir", str(release["llama_dir"]), "--mert_path", str(release["mert_path"]),
+         "--audio_path", str(paths[0]), str(paths[1]), "--question", "Describe the audio", "What genre is it?",
+         "--max_gen_len", "6", "--temperature", "0"], capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("Audio File:") for line in lines) == 4  # 2 files x 2 questions
+    assert sum(line.startswith("Q:") for line in lines) == 4 and sum(line.startswith("A:") for line in lines) == 4
