@@ -42,12 +42,11 @@ def main(argv=None):
     args = parse_args(argv)
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
     model = llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type,
-                       device=args.device, dtype=getattr(torch, dtype))
+                       device=args.device, dtype=getattr(torch, dtype), audio_mode=args.audio_mode)
     clips = {path: llama.load_audio(path) for path in args.audio_path}
     pairs = [(path, q) for path in args.audio_path for q in args.question]
-    answers = model.answer([clips[p] for p, _ in pairs], [q for _, q in pairs], audio_mode=args.audio_mode,
-                           max_new_tokens=args.max_gen_len, temperature=args.temperature, top_p=args.top_p,
-                           seed=args.seed)
+    answers = model.answer([clips[p] for p, _ in pairs], [q for _, q in pairs], max_new_tokens=args.max_gen_len,
+                           temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     for (path, question), answer in zip(pairs, answers, strict=True):
         print(f"Audio File: {path}\nQ: {question}\nA: {answer}\n")
 

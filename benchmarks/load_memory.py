@@ -1,14 +1,20 @@
-"""Peak RSS and wall time to load a LLaMA checkpoint, measured in a fresh subprocess.
+"""Peak RSS and wall time to load a LLaMA or MU-LLaMA checkpoint, measured in a fresh subprocess.
 
 By default writes a random ~1 GB (bf16) Meta-format checkpoint to a temporary folder and loads it
 in bf16; `--shape 7b` writes a LLaMA-2-7B-shaped one (13.5 GB) instead; `--folder` loads any
 Meta- or HF-format folder. After loading, one short forward pass touches every weight, so the
 second figure includes every page of the model actually being read.
 
-    .venv/bin/python benchmarks/load_memory.py [--shape 1gb|7b] [--folder DIR] [--dtype bfloat16]
+`--mu_llama` writes a whole MU-LLaMA release at the chosen shape instead, in the real formats: a
+Meta LLaMA folder + tokenizer.model, a MERT-v1-330M-shaped folder, and an original-layout
+checkpoint.pth (full state dict with fp16 base weights, MERT, fp32 bridge, AdamW state, an
+argparse.Namespace: 17.7 GB at 7B shape), then loads it with `llama.load`.
+
+    .venv/bin/python benchmarks/load_memory.py [--shape 1gb|7b] [--mu_llama] [--folder DIR] [--dtype bfloat16]
 """
 
 import argparse
+import importlib.util
 import json
 import resource
 import subprocess
@@ -18,52 +24,126 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import HubertModel
 
-from llama import ModelArgs, Transformer, load_llama, save_meta
+from llama import ModelArgs, MULLaMA, MULLaMAConfig, Transformer, load, load_llama, save_meta
+from llama.checkpoint import torch_load
+from llama.mert import hubert_config
 
 SHAPES = {
     "1gb": ModelArgs(dim=1536, n_layers=16, n_heads=12, vocab_size=32000),
     "7b": ModelArgs(),  # LLaMA-2-7B
 }
+# MERT-v1-330M's config.json fields that shape the model
+MERT_330M = {
+    "model_type": "mert_model", "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+    "intermediate_size": 4096, "hidden_act": "gelu", "conv_dim": [512] * 7, "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_bias": False, "feat_extract_norm": "group",
+    "feat_proj_layer_norm": True, "do_stable_layer_norm": True, "num_conv_pos_embeddings": 128,
+    "num_conv_pos_embedding_groups": 16, "layer_norm_eps": 1e-5, "hidden_dropout": 0.0, "attention_dropout": 0.0,
+    "activation_dropout": 0.0, "feat_proj_dropout": 0.0, "layerdrop": 0.0, "attention_relax": 32.0,
+    "feature_extractor_cqt": False, "deepnorm": False, "sample_rate": 24000,
+}
 
 
 def rss_status() -> dict:
-    """Current and peak resident memory of this process, in GB (anonymous vs file-backed pages)."""
+    """Current resident memory of this process, in GB (anonymous vs file-backed pages)."""
     fields = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+        if key in ("VmRSS", "RssAnon", "RssFile"):
             fields[key] = int(value.split()[0]) / 1e6  # kB -> GB
     return fields
+
+
+def peak_rss() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def random_like(shapes: dict, dtype) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    return {k: (torch.randn(s, generator=generator) * 0.02).to(dtype) for k, s in shapes.items()}
 
 
 def write_random(args: ModelArgs, folder: Path):
     """Random bf16 weights in Meta format (one shard, as LLaMA-2-7B ships)."""
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in Transformer(args).state_dict().items()}
-    generator = torch.Generator().manual_seed(0)
-    state = {k: (torch.randn(s, generator=generator) * 0.02).to(torch.bfloat16) for k, s in shapes.items()}
-    save_meta(state, args, folder)
+    save_meta(random_like(shapes, torch.bfloat16), args, folder)
 
 
-def child(folder: Path, dtype: torch.dtype):
+def write_mu_llama_release(args: ModelArgs, root: Path):
+    """LLaMA/{7B, tokenizer.model}, MERT/ and an original-layout checkpoint.pth. Big tensors of the
+    pickle are file-backed (torch.from_file), so writing 17.7 GB fits in this machine's memory."""
+    write_random(args, root / "LLaMA" / "7B")
+    spm = Path(importlib.util.find_spec("mistral_common").origin).parent / "data" / "tokenizer.model.v1"
+    (root / "LLaMA" / "tokenizer.model").write_bytes(spm.read_bytes())
+    (root / "MERT").mkdir()
+    (root / "MERT" / "config.json").write_text(json.dumps(MERT_330M))
+    (root / "MERT" / "preprocessor_config.json").write_text(json.dumps({"do_normalize": False, "sampling_rate": 24000}))
+    with torch.device("meta"):
+        mert_shapes = {k: v.shape for k, v in HubertModel(hubert_config(MERT_330M)).state_dict().items()}
+    mert = {k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
+                                                                                   "weight_v"): v
+            for k, v in random_like(mert_shapes, torch.float32).items()}
+    torch.save(mert, root / "MERT" / "pytorch_model.bin")
+    del mert
+
+    scratch = root / "scratch"
+    scratch.mkdir()
+    base = torch_load(root / "LLaMA" / "7B" / "consolidated.00.pth")
+    state = {}
+    for key, value in base.items():  # frozen base in fp16, as the release stores it
+        state[f"llama.{key}"] = torch.from_file(str(scratch / key), shared=True, size=value.numel(),
+                                                dtype=torch.float16).view(value.shape).copy_(value)
+    finetune_args = ModelArgs(**{**args.__dict__, "w_bias": True, "w_lora": True})
+    config = MULLaMAConfig(query_layer=min(20, args.n_layers), mert_layers=25, mert_dim=1024)
+    with torch.device("meta"):
+        shell = MULLaMA(Transformer(finetune_args), None, config)
+    trained = {k: v.shape for k, v in shell.state_dict().items() if k not in state}
+    for key, value in random_like(trained, torch.float32).items():
+        state[key] = value.half() if key.endswith(".gate") else value
+    state.update({f"mert_model.{k}": v for k, v in torch_load(root / "MERT" / "pytorch_model.bin").items()})
+    trainable = [k for k in trained if any(s in k for s in ("norm", "bias", "lora")) and k.startswith("llama.")]
+    optimizer = {"state": {i: {"step": torch.tensor(1000.0), "exp_avg": torch.zeros_like(state[k]),
+                               "exp_avg_sq": torch.zeros_like(state[k])} for i, k in enumerate(trainable)},
+                 "param_groups": [{"lr": 1e-4, "weight_decay": 0.05, "params": list(range(len(trainable)))}]}
+    torch.save({"model": state, "optimizer": optimizer, "epoch": 19, "scaler": {"scale": 65536.0},
+                "args": argparse.Namespace(llama_type="7B", max_words=512)}, root / "checkpoint.pth")
+    for f in scratch.iterdir():
+        f.unlink()
+    scratch.rmdir()
+
+
+def child(folder: Path, dtype: torch.dtype, mu_llama: bool):
     before = rss_status()["VmRSS"]
     start = time.perf_counter()
-    model = load_llama(folder, dtype=dtype)
+    if mu_llama:
+        model = load(folder / "checkpoint.pth", folder / "LLaMA", folder / "MERT", dtype=dtype)
+    else:
+        model = load_llama(folder, dtype=dtype)
     load_s = time.perf_counter() - start
     after_load = rss_status()
-    peak_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    peak_load = peak_rss()
     start = time.perf_counter()
+    tokens = torch.arange(1, 5)[None]
     with torch.inference_mode():
-        model(torch.arange(1, 5)[None], last_only=True)
+        if mu_llama:  # MERT on 10 s of audio, then the bridge and all of LLaMA
+            means = model.encode_audio([torch.randn(240000).numpy() * 0.1])
+            model(tokens, means)
+        else:
+            model(tokens, last_only=True)
     forward_s = time.perf_counter() - start
-    weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e9
+    llama_model = model.llama if mu_llama else model
+    trained = model.checkpoint_state() if mu_llama else {}
+    base = {k: v for k, v in llama_model.state_dict().items() if f"llama.{k}" not in trained}
     print(json.dumps({
-        "weights_gb": weights, "params": sum(p.numel() for p in model.parameters()),
+        "params": sum(p.numel() for p in model.parameters()),
+        "bf16_gb": (sum(v.numel() for v in base.values()) + sum(v.numel() for v in trained.values())) * 2 / 1e9,
+        "mert_gb": sum(p.numel() * p.element_size() for p in model.mert.parameters()) / 1e9 if mu_llama else 0.0,
         "rss_before_gb": before, "load_s": load_s, "peak_after_load_gb": peak_load,
         "anon_after_load_gb": after_load["RssAnon"], "forward_s": forward_s,
-        "peak_after_forward_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-        "anon_after_forward_gb": rss_status()["RssAnon"],
+        "peak_after_forward_gb": peak_rss(), "anon_after_forward_gb": rss_status()["RssAnon"],
     }))
 
 
@@ -71,38 +151,43 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", type=Path, help="load this folder instead of writing a random one")
     parser.add_argument("--shape", choices=SHAPES, default="1gb")
+    parser.add_argument("--mu_llama", action="store_true", help="a whole MU-LLaMA release, not a bare LLaMA")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--write", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.child:
-        return child(opts.child, getattr(torch, opts.dtype))
+        return child(opts.child, getattr(torch, opts.dtype), opts.mu_llama)
     if opts.write:
-        return write_random(SHAPES[opts.shape], opts.write)
+        writer = write_mu_llama_release if opts.mu_llama else write_random
+        return writer(SHAPES[opts.shape], opts.write)
 
+    flags = ["--mu_llama"] if opts.mu_llama else []
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parents[1] / "ckpts") as tmp:
         folder = opts.folder
         if folder is None:
             folder = Path(tmp) / opts.shape
             start = time.perf_counter()
             # written by another process so that this one's memory stays out of the measurement
-            subprocess.run([sys.executable, __file__, "--shape", opts.shape, "--write", str(folder)], check=True)
-            print(f"wrote a random {opts.shape} checkpoint in {time.perf_counter() - start:.0f} s")
-        disk = sum(f.stat().st_size for f in folder.iterdir()) / 1e9
-        out = subprocess.run([sys.executable, __file__, "--child", str(folder), "--dtype", opts.dtype],
+            subprocess.run([sys.executable, __file__, "--shape", opts.shape, "--write", str(folder), *flags],
+                           check=True)
+            print(f"wrote a random {opts.shape} {'MU-LLaMA release' if opts.mu_llama else 'checkpoint'} "
+                  f"in {time.perf_counter() - start:.0f} s")
+        disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e9
+        out = subprocess.run([sys.executable, __file__, "--child", str(folder), "--dtype", opts.dtype, *flags],
                              check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-    bf16_gb = r["params"] * 2 / 1e9
-    print(f"checkpoint {folder.name}: {r['params'] / 1e9:.2f} B parameters, {disk:.2f} GB on disk, "
-          f"{bf16_gb:.2f} GB in bf16; loaded as {opts.dtype}")
-    print("| step | wall s | peak RSS GB | peak RSS / bf16 size | peak above interpreter+torch / bf16 size |")
+    budget = r["bf16_gb"] + r["mert_gb"]
+    what = "LLaMA + trained tensors in bf16" + (f" + MERT ({r['mert_gb']:.2f} GB fp32)" if opts.mu_llama else "")
+    print(f"{folder.name}: {r['params'] / 1e9:.2f} B parameters, {disk:.2f} GB on disk; {what}: {budget:.2f} GB; "
+          f"loaded as {opts.dtype}")
+    print("| step | wall s | peak RSS GB | peak RSS / model size | anonymous RSS after, GB |")
     print("|---|---|---|---|---|")
-    for step, seconds, peak in (("load", r["load_s"], r["peak_after_load_gb"]),
-                                ("load + 4-token forward", r["load_s"] + r["forward_s"], r["peak_after_forward_gb"])):
-        print(f"| {step} | {seconds:.2f} | {peak:.2f} | {peak / bf16_gb:.2f} | "
-              f"{(peak - r['rss_before_gb']) / bf16_gb:.2f} |")
-    print(f"interpreter + torch before loading: {r['rss_before_gb']:.2f} GB; anonymous (non-file) memory "
-          f"after load {r['anon_after_load_gb']:.2f} GB, after forward {r['anon_after_forward_gb']:.2f} GB")
+    for step, seconds, peak, anon in (
+            ("load", r["load_s"], r["peak_after_load_gb"], r["anon_after_load_gb"]),
+            ("load + forward", r["load_s"] + r["forward_s"], r["peak_after_forward_gb"], r["anon_after_forward_gb"])):
+        print(f"| {step} | {seconds:.2f} | {peak:.2f} | {peak / budget:.2f} | {anon:.2f} |")
+    print(f"interpreter + torch before loading: {r['rss_before_gb']:.2f} GB (included in the peaks)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .mert import MERT, hubert_config
+from .mert import AUDIO_MODES, MERT, hubert_config
 from .model import ModelArgs, Transformer
 from .mu_llama import MULLaMA, MULLaMAConfig, is_checkpointed
 from .tokenizer import Tokenizer
@@ -398,10 +398,11 @@ def load_mert(folder, device="cpu", dtype=torch.float32) -> MERT:
         state = torch_load(folder / "pytorch_model.bin")
     else:
         raise CheckpointError(f"{folder} has no model.safetensors or pytorch_model.bin")
-    mert = MERT(config, sample_rate=preprocessor.get("sampling_rate", 24000),
-                do_normalize=preprocessor.get("do_normalize", False))
+    with torch.device("meta"):  # no random init; the (memory-mapped) checkpoint tensors are assigned
+        mert = MERT(config, sample_rate=preprocessor.get("sampling_rate", 24000),
+                    do_normalize=preprocessor.get("do_normalize", False))
     try:
-        mert.model.load_state_dict(state, strict=True)
+        mert.model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:
         raise CheckpointError(f"MERT weights in {folder} do not fit its config.json: {e}") from e
     return mert.to(device=device, dtype=dtype).requires_grad_(False).eval()
@@ -470,14 +471,18 @@ def _find_tokenizer(*folders: Path) -> Path:
 
 
 def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=torch.float32,
-         mert_dtype=torch.float32):
+         audio_mode="full", mert_dtype=torch.float32):
     """A ready MU-LLaMA, frozen and in eval mode.
 
     model_path: the released `checkpoint.pth` or this project's `.safetensors`.
     llama_dir: the base LLaMA; `llama_dir/llama_type` when that folder exists (upstream layout,
       tokenizer.model in llama_dir), else llama_dir itself. Meta or HF format.
     mert_path: a MERT checkpoint folder. MERT runs in `mert_dtype` (fp32 by default, as upstream).
+    audio_mode: how `answer` encodes clips by default: "full" (whole clip, 60 s windows) or
+      "upstream" (only the first 60 s, as the original code).
     """
+    if audio_mode not in AUDIO_MODES:
+        raise ValueError(f"audio_mode must be one of {AUDIO_MODES}, not {audio_mode!r}")
     tensors, config = read_mu_llama(model_path)
     llama_dir = Path(llama_dir)
     base = llama_dir / llama_type if (llama_dir / llama_type).is_dir() else llama_dir
@@ -496,4 +501,5 @@ def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=
     check_shapes(expected, tensors, model_path, optional={k for k in expected if k.startswith("llama.")})
     model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in tensors.items()},
                           strict=False, assign=True)
+    model.audio_mode = audio_mode
     return model.requires_grad_(False).eval()

@@ -66,6 +66,7 @@ class MULLaMA(nn.Module):
         self.llama = llama
         self.mert = mert
         self.tokenizer = tokenizer
+        self.audio_mode = "full"  # default of answer(): encode whole clips ("upstream": first 60 s only)
         dim, width = llama.args.dim, config.bridge_width or 4 * llama.args.dim
         self.mu_mert_agg = nn.Conv1d(config.mert_layers, 1, kernel_size=1)
         self.mu_mert_proj = nn.Linear(config.mert_dim, dim)
@@ -132,7 +133,7 @@ class MULLaMA(nn.Module):
     # --- answering -----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def answer(self, clips: Sequence, questions: Sequence[str], *, audio_mode: str = "full",
+    def answer(self, clips: Sequence, questions: Sequence[str], *, audio_mode: str | None = None,
                max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
                seed: int | None = None, on_token=None) -> list[str]:
         """Answer each (clip, question) pair; a clip object passed several times is encoded once."""
@@ -146,7 +147,7 @@ class MULLaMA(nn.Module):
             if id(clip) not in index:
                 index[id(clip)] = len(distinct)
                 distinct.append(clip)
-        means = self.encode_audio(distinct, audio_mode=audio_mode)
+        means = self.encode_audio(distinct, audio_mode=audio_mode or self.audio_mode)
         adapter = self.adapter(means)[[index[id(clip)] for clip in clips]]
         prompts = [format_prompt(q, self.config.prompt_template) for q in questions]
         completions = generate(self.llama, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
