@@ -3,10 +3,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import MERT_CONFIG, write_tiny_mert
 from transformers import HubertConfig, HubertModel
 
 from llama import CheckpointError, load_mert
+
+from tiny import MERT_CONFIG, write_tiny_mert
 
 RATE = 24000
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from tiny import tiny_mu_llama, write_tiny_release
 
 from llama import CheckpointError, ModelArgs, MULLaMA, MULLaMAConfig, Transformer, format_prompt, load, read_mu_llama
 from llama.mu_llama import IGNORE_INDEX
 
 from conftest import ROOT
+from tiny import tiny_mu_llama, write_tiny_release
 
 RATE = 24000
 

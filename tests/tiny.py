@@ -1,50 +1,17 @@
 """Tiny random MERT / MU-LLaMA checkpoints written in the released artefacts' on-disk formats."""
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
-from transformers import HubertModel
 
 from llama import MULLaMA, MULLaMAConfig, save_meta
-from llama.mert import hubert_config
+from llama.tiny import TINY_MERT_CONFIG as MERT_CONFIG
+from llama.tiny import write_tiny_mert
 
 from conftest import random_model, tiny_args
 
-# The fields of MERT-v1-330M's config.json, at a tiny size.
-MERT_CONFIG = {
-    "architectures": ["MERTModel"], "model_type": "mert_model", "auto_map": {"AutoModel": "modeling_MERT.MERTModel"},
-    "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-    "hidden_act": "gelu", "hidden_dropout": 0.0, "activation_dropout": 0.0, "attention_dropout": 0.0,
-    "feat_proj_dropout": 0.0, "final_dropout": 0.0, "layerdrop": 0.0, "feat_proj_layer_norm": True,
-    "feat_extract_norm": "group", "feat_extract_activation": "gelu", "conv_dim": [16] * 7,
-    "conv_stride": [5, 2, 2, 2, 2, 2, 2], "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_bias": False,
-    "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4, "do_stable_layer_norm": True,
-    "layer_norm_eps": 1e-5, "apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 10,
-    "mask_time_min_masks": 2, "mask_feature_prob": 0.0, "attention_relax": 32.0, "feature_extractor_cqt": False,
-    "deepnorm": False, "sample_rate": 24000, "vocab_size": 32, "transformers_version": "4.25.1",
-}
-
-
-def write_tiny_mert(folder: Path, seed: int = 0, do_normalize: bool = False, **overrides) -> HubertModel:
-    """A MERT checkpoint folder (config.json, pytorch_model.bin with MERT's weight_g/weight_v names,
-    preprocessor_config.json); returns the HubertModel holding the same weights."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {**MERT_CONFIG, **overrides}
-    torch.manual_seed(seed)
-    reference = HubertModel(hubert_config(config)).eval()
-    state = {}
-    for key, value in reference.state_dict().items():
-        key = key.replace("conv.parametrizations.weight.original0", "conv.weight_g")
-        key = key.replace("conv.parametrizations.weight.original1", "conv.weight_v")
-        state[key] = value
-    torch.save(state, folder / "pytorch_model.bin")
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "do_normalize": do_normalize, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
-        "padding_side": "right", "padding_value": 0, "return_attention_mask": True, "sampling_rate": 24000}))
-    return reference
+__all__ = ["MERT_CONFIG", "tiny_mu_llama", "write_tiny_mert", "write_tiny_release", "write_upstream_checkpoint"]
 
 
 def tiny_mu_llama(phase: str = "finetune", seed: int = 0, query_layer: int = 2) -> MULLaMA:

@@ -462,7 +462,13 @@ def save_mu_llama(path, tensors: dict, config, **extra):
     path.with_suffix(".json").write_text(json.dumps({"mu_llama": config.to_dict(), **extra}, indent=2))
 
 
-def _find_tokenizer(*folders: Path) -> Path:
+def base_folder(llama_dir, llama_type: str = "7B") -> Path:
+    """Where the base weights are: llama_dir/llama_type (upstream layout) when it exists, else llama_dir."""
+    llama_dir = Path(llama_dir)
+    return llama_dir / llama_type if llama_type and (llama_dir / llama_type).is_dir() else llama_dir
+
+
+def find_tokenizer(*folders: Path) -> Path:
     for folder in folders:
         for name in ("tokenizer.model", "tokenizer.json"):
             if (folder / name).exists():
@@ -484,12 +490,11 @@ def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=
     if audio_mode not in AUDIO_MODES:
         raise ValueError(f"audio_mode must be one of {AUDIO_MODES}, not {audio_mode!r}")
     tensors, config = read_mu_llama(model_path)
-    llama_dir = Path(llama_dir)
-    base = llama_dir / llama_type if (llama_dir / llama_type).is_dir() else llama_dir
+    llama_dir, base = Path(llama_dir), base_folder(llama_dir, llama_type)
     finetune = config.phase == "finetune"
     llama = load_llama(base, device=device, dtype=dtype, w_bias=finetune, w_lora=finetune,
                        lora_rank=config.lora_rank)
-    tokenizer = Tokenizer(_find_tokenizer(llama_dir, base))
+    tokenizer = Tokenizer(find_tokenizer(llama_dir, base))
     mert = load_mert(mert_path, device=device, dtype=mert_dtype)
     if (mert.num_layers, mert.hidden_size) != (config.mert_layers, config.mert_dim):
         raise CheckpointError(f"the MERT in {mert_path} gives {mert.num_layers} layers x {mert.hidden_size}, "

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 # params.json keys that describe how Meta ran the model, not its shape: accepted and ignored.
@@ -219,6 +220,7 @@ class Transformer(nn.Module):
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         if args.tie_embeddings:
             self.output.weight = self.tok_embeddings.weight
+        self.checkpointing = False  # recompute each block in backward (training memory for compute)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
                 adapter: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
@@ -239,7 +241,12 @@ class Transformer(nn.Module):
         h = self.tok_embeddings(tokens)
         first_adapted = self.args.n_layers - (adapter.shape[1] if adapter is not None else 0)
         for i, layer in enumerate(self.layers):
-            h = layer(h, rotation, mask, cache, adapter[:, i - first_adapted] if i >= first_adapted else None)
+            layer_adapter = adapter[:, i - first_adapted] if i >= first_adapted else None
+            if self.checkpointing and self.training and torch.is_grad_enabled():
+                h = torch.utils.checkpoint.checkpoint(layer, h, rotation, mask, cache, layer_adapter,
+                                                      use_reentrant=False)
+            else:
+                h = layer(h, rotation, mask, cache, layer_adapter)
         if cache is not None:
             cache.length += S
         if last_only:

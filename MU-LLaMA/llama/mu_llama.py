@@ -56,6 +56,18 @@ def is_checkpointed(name: str) -> bool:
     return any(is_trained(name, phase) for phase in PHASES)
 
 
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy over answer tokens (labels == IGNORE_INDEX elsewhere): the mean over
+    each sample's answer tokens, then over samples. At batch size 1 this is the original loss; per
+    sample it makes the loss of a batch independent of how it is split over processes and
+    accumulation steps. A sample without answer tokens counts as 0 (as the original code's)."""
+    logits, targets = logits[:, :-1], labels[:, 1:]
+    per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                                reduction="none").view(targets.shape)
+    counts = (targets != IGNORE_INDEX).sum(dim=1)
+    return (per_token.sum(dim=1) / counts.clamp(min=1)).mean()
+
+
 class MULLaMA(nn.Module):
     def __init__(self, llama: Transformer, mert: MERT | None, config: MULLaMAConfig,
                  tokenizer: Tokenizer | None = None):
@@ -102,17 +114,14 @@ class MULLaMA(nn.Module):
 
     # --- training ------------------------------------------------------------------------------
 
-    def forward(self, tokens: torch.Tensor, layer_means: torch.Tensor) -> torch.Tensor:
-        """Logits [B, S, vocab] of `tokens` [B, S] conditioned on the clips' MERT layer means."""
-        return self.llama(tokens, adapter=self.adapter(layer_means))
+    def forward(self, tokens: torch.Tensor, layer_means: torch.Tensor, labels: torch.Tensor | None = None):
+        """Logits [B, S, vocab] of `tokens` [B, S] conditioned on the clips' MERT layer means; with
+        `labels`, the training loss instead (see `loss`)."""
+        logits = self.llama(tokens, adapter=self.adapter(layer_means))
+        return logits if labels is None else answer_loss(logits, labels)
 
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor, layer_means: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy over answer tokens only (labels == IGNORE_INDEX elsewhere)."""
-        logits = self(tokens, layer_means)[:, :-1]
-        targets = labels[:, 1:]
-        if bool((targets == IGNORE_INDEX).all()):
-            return logits.mean() * 0.0  # keeps the graph (and DDP) alive for an all-prompt batch
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+        return self(tokens, layer_means, labels)
 
     def set_phase(self, phase: str) -> list[str]:
         """Freeze everything but the phase's trainable set, cast that set to fp32; returns its names."""

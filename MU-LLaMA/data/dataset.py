@@ -1,0 +1,184 @@
+"""MusicQA data: records, tokenisation with an exact prompt/answer boundary, padding collate, and the
+original sub-epoch sampler.
+
+Records use the upstream schema
+    {"audio_name": "000123.wav", "conversation": [{"from": "human", "value": Q}, {"from": "gpt", "value": A}]}
+in a JSON list or JSONL file. A record without `audio_name` (Alpaca-style text) is text-only.
+"""
+
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llama import Tokenizer, format_prompt, load_audio
+from llama.mu_llama import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
+TEXT_ONLY_AUDIO = ("silence", "zeros")
+
+
+@dataclass
+class Record:
+    question: str
+    answer: str
+    audio: Path | None  # None: a text-only record
+
+
+def load_records(path, audio_root=None) -> list[Record]:
+    """Records of a MusicQA JSON list or JSONL file; audio names resolved against `audio_root`."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON{'' if path.suffix == '.json' else 'L'}: {e}") from e
+    if not isinstance(raw, list):
+        raise ValueError(f"{path} must hold a list of records")
+    root = Path(audio_root) if audio_root is not None else path.parent
+    records = []
+    for i, item in enumerate(raw):
+        try:
+            turns = item["conversation"]
+            question = next(t["value"] for t in turns if t["from"] == "human")
+            answer = next(t["value"] for t in turns if t["from"] == "gpt")
+        except (KeyError, TypeError, StopIteration) as e:
+            raise ValueError(f"{path}, record {i}: expected {{'audio_name', 'conversation': [{{'from': 'human', "
+                             f"'value'}}, {{'from': 'gpt', 'value'}}]}}, got {str(item)[:200]}") from e
+        name = item.get("audio_name")
+        records.append(Record(question, answer, root / name if name else None))
+    return records
+
+
+def tokenize(tokenizer: Tokenizer, question: str, answer: str, template: str, max_words: int):
+    """(tokens, labels) for one record, or None when even the prompt exceeds `max_words`.
+
+    The answer is tokenised on its own and appended to the prompt's tokens, so the boundary is exact
+    and the answer's tokens are the ones the model generates after the prompt. If prompt + answer
+    + EOS exceed `max_words`, the answer is cut and has no EOS (the model should not learn to stop
+    mid-answer); the caller counts these.
+    """
+    prompt = tokenizer.encode(format_prompt(question, template), bos=True)
+    target = tokenizer.encode(answer, bos=False, eos=True)
+    if len(prompt) >= max_words:
+        return None
+    target = target[: max_words - len(prompt)]
+    tokens = prompt + target
+    labels = [IGNORE_INDEX] * len(prompt) + target
+    return torch.tensor(tokens), torch.tensor(labels)
+
+
+class MusicQADataset(torch.utils.data.Dataset):
+    """Items: {"tokens", "labels", "name", and "audio" (waveform) or "layer_means" (cached MERT features)}.
+
+    text_only_audio: what text-only records hear. "silence": 1 s of zeros through MERT, as the
+    original code; "zeros": all-zero MERT layer means (no MERT call).
+    """
+
+    def __init__(self, records: list[Record], tokenizer: Tokenizer, max_words: int, template: str = "upstream",
+                 feature_cache=None, text_only_audio: str = "silence", sample_rate: int = 24000):
+        if text_only_audio not in TEXT_ONLY_AUDIO:
+            raise ValueError(f"text_only_audio must be one of {TEXT_ONLY_AUDIO}")
+        self.items, skipped, truncated = [], 0, 0
+        for record in records:
+            encoded = tokenize(tokenizer, record.question, record.answer, template, max_words)
+            if encoded is None:
+                skipped += 1
+                continue
+            truncated += encoded[1][-1].item() != tokenizer.eos_id
+            self.items.append((record, *encoded))
+        if skipped or truncated:
+            log.warning("max_words=%d: %d records skipped (prompt too long), %d answers truncated without EOS",
+                        max_words, skipped, truncated)
+        self.truncated, self.skipped = truncated, skipped
+        self.cache = feature_cache
+        self.text_only_audio = text_only_audio
+        self.sample_rate = sample_rate
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        record, tokens, labels = self.items[index]
+        item = {"tokens": tokens, "labels": labels, "name": record.audio.name if record.audio else ""}
+        if record.audio is None:
+            if self.text_only_audio == "zeros" or self.cache is not None:
+                item["layer_means"] = None  # filled with zeros by the collate
+            else:
+                item["audio"] = np.zeros(self.sample_rate, dtype=np.float32)
+        elif self.cache is not None:
+            item["layer_means"] = self.cache.get(record.audio.name)
+        else:
+            item["audio"] = load_audio(record.audio, self.sample_rate)
+        return item
+
+
+def collate(items: list[dict], pad_id: int = 0, feature_shape=None) -> dict:
+    """Pad tokens (pad_id) and labels (IGNORE_INDEX) to the longest item; keep waveforms as a list
+    (MERT encodes different lengths) or stack cached layer means."""
+    length = max(len(i["tokens"]) for i in items)
+    tokens = torch.full((len(items), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
+    for row, item in enumerate(items):
+        tokens[row, : len(item["tokens"])] = item["tokens"]
+        labels[row, : len(item["labels"])] = item["labels"]
+    batch = {"tokens": tokens, "labels": labels, "names": [i["name"] for i in items]}
+    if "audio" in items[0]:
+        batch["audio"] = [i["audio"] for i in items]
+    else:
+        known = next((i["layer_means"] for i in items if i["layer_means"] is not None), None)
+        shape = known.shape if known is not None else feature_shape
+        batch["layer_means"] = torch.stack([i["layer_means"] if i["layer_means"] is not None else torch.zeros(shape)
+                                            for i in items])
+    return batch
+
+
+class SubEpochSampler(torch.utils.data.Sampler):
+    """The original pretraining sampler: one permutation per `split_epoch` epochs (seeded by
+    seed + epoch // split_epoch) cut into `split_epoch` interleaved slices; epoch e visits slice
+    e % split_epoch, split over ranks. With split_epoch=1 it is a seeded DistributedSampler with
+    drop_last. Deterministic, so a resumed run sees the same order."""
+
+    def __init__(self, size: int, split_epoch: int = 1, rank: int = 0, world_size: int = 1, seed: int = 0):
+        self.size, self.split, self.rank, self.world, self.seed = size, split_epoch, rank, world_size, seed
+        self.epoch = 0
+        self.per_rank = size // split_epoch // world_size
+        if self.per_rank == 0:
+            raise ValueError(f"{size} samples cannot fill {split_epoch} sub-epochs x {world_size} processes")
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def indices(self) -> list[int]:
+        order = list(range(self.size))
+        random.Random(self.seed + self.epoch // self.split).shuffle(order)
+        part = order[self.epoch % self.split:: self.split]
+        part = part[: self.per_rank * self.world]
+        return part[self.rank:: self.world]
+
+    def __iter__(self):
+        return iter(self.indices())
+
+    def __len__(self):
+        return self.per_rank
+
+
+def mix(datasets: list, ratios: list[float] | None, seed: int = 0) -> torch.utils.data.Dataset:
+    """Concatenate (ratios None, as the original code), or resample each source so that it makes
+    up `ratios[i]` of an epoch of the same total size (fixed, seeded choice)."""
+    if ratios is None:
+        return torch.utils.data.ConcatDataset(datasets)
+    if len(ratios) != len(datasets):
+        raise ValueError(f"{len(ratios)} ratios for {len(datasets)} datasets")
+    total = sum(len(d) for d in datasets)
+    rng = random.Random(seed)
+    parts = []
+    for dataset, ratio in zip(datasets, ratios, strict=True):
+        count = math.floor(total * ratio / sum(ratios))
+        parts.append(torch.utils.data.Subset(dataset, [rng.randrange(len(dataset)) for _ in range(count)]))
+    return torch.utils.data.ConcatDataset(parts)

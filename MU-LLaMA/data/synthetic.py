@@ -1,0 +1,168 @@
+"""Synthetic music with known facts, rendered with real General-MIDI instrument samples.
+
+Each clip is a short piece built with pretty_midi and rendered by tinysoundfont through the GM
+soundfont shipped with pretty_midi. Known facts per clip: instrument family, tempo class, major or
+minor, loudness, number of instruments. Questions and answers come in several phrasings; records
+use the MusicQA schema, so the data pipeline treats them like the real dataset.
+
+    python MU-LLaMA/data/synthetic.py --out data/synthetic --clips 400 --seconds 3 --seed 0
+writes OUT/audios/*.wav, OUT/train.json and OUT/test.json (held-out clips) and OUT/facts.json.
+"""
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import soundfile
+
+SAMPLE_RATE = 24000
+# family -> General MIDI programs (0-based) that sound like it
+FAMILIES = {
+    "piano": [0, 1], "organ": [16, 19], "guitar": [24, 25], "strings": [40, 48],
+    "brass": [56, 61], "saxophone": [65, 66], "flute": [73, 74],
+}
+TEMPI = {"slow": (60, 80), "fast": (140, 170)}
+MODES = {"major": [0, 4, 7], "minor": [0, 3, 7]}
+LOUDNESS = {"quiet": 35, "loud": 115}
+
+QUESTIONS = {
+    "instrument": ["What instrument is playing?", "Which instrument do you hear?",
+                   "Name the main instrument in this clip.", "What is the lead instrument?"],
+    "tempo": ["Is the tempo slow or fast?", "How fast is this music?", "What is the tempo of the song?"],
+    "mode": ["Is this in a major or a minor key?", "What is the tonality of the music?"],
+    "loudness": ["Is the music loud or quiet?", "How loud is this clip?"],
+    "count": ["How many instruments are playing?"],
+    "caption": ["Describe the audio", "Describe the music in detail", "What do you hear in the audio?"],
+}
+ANSWERS = {
+    "instrument": ["It is a {instrument}.", "I hear a {instrument}.", "The {instrument} is playing."],
+    "tempo": ["The tempo is {tempo}.", "It is {tempo}.", "This music is {tempo}."],
+    "mode": ["It is in a {mode} key.", "The music is {mode}."],
+    "loudness": ["It is {loudness}.", "The music is {loudness}."],
+    "count": ["{count_word} playing."],
+    "caption": ["A {tempo} {instrument} piece in a {mode} key, played {loudness}.",
+                "This is a {loudness}, {tempo} {mode} piece on {instrument}."],
+}
+COUNT_WORDS = {1: "One instrument is", 2: "Two instruments are"}
+
+
+def soundfont() -> str:
+    return str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
+
+
+def compose(facts: dict, seconds: float, rng: random.Random) -> pretty_midi.PrettyMIDI:
+    """Chords and an arpeggio in the clip's key, at its tempo and loudness."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=facts["bpm"])
+    beat = 60.0 / facts["bpm"]
+    root = 48 + rng.randrange(12)
+    triad = MODES[facts["mode"]]
+    lead = pretty_midi.Instrument(program=facts["program"])
+    steps = [0, 1, 2, 1] if rng.random() < 0.5 else [0, 1, 2, 3]
+    t, i = 0.0, 0
+    while t < seconds:
+        degree = steps[i % len(steps)]
+        pitch = root + 12 + (triad[degree % 3] + 12 * (degree // 3))
+        lead.notes.append(pretty_midi.Note(facts["velocity"], pitch, t, t + beat * 0.9))
+        t, i = t + beat / 2, i + 1
+    midi.instruments.append(lead)
+    if facts["count"] == 2:  # a sustained chord on a second instrument of another family
+        pad = pretty_midi.Instrument(program=facts["second_program"])
+        for note in triad:
+            pad.notes.append(pretty_midi.Note(max(20, facts["velocity"] - 25), root + note, 0.0, seconds))
+        midi.instruments.append(pad)
+    return midi
+
+
+def render(midi: pretty_midi.PrettyMIDI, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """MIDI -> mono float32 audio with tinysoundfont (one channel per instrument)."""
+    import tinysoundfont
+
+    synth = tinysoundfont.Synth(samplerate=sample_rate)
+    font = synth.sfload(soundfont())
+    events = []
+    for channel, instrument in enumerate(midi.instruments):
+        synth.program_select(channel, font, 0, instrument.program)
+        for note in instrument.notes:
+            events.append((note.start, 1, channel, note.pitch, note.velocity))
+            events.append((note.end, 0, channel, note.pitch, 0))
+    events.sort()
+    total = int(seconds * sample_rate)
+    out, done = [], 0
+    for time, is_on, channel, pitch, velocity in events:
+        until = min(int(time * sample_rate), total)
+        if until > done:
+            out.append(np.frombuffer(synth.generate(until - done), dtype=np.float32))
+            done = until
+        if is_on:
+            synth.noteon(channel, pitch, velocity)
+        else:
+            synth.noteoff(channel, pitch)
+    if done < total:
+        out.append(np.frombuffer(synth.generate(total - done), dtype=np.float32))
+    stereo = np.concatenate(out).reshape(-1, 2)
+    return stereo.mean(axis=1).astype(np.float32)
+
+
+def random_facts(rng: random.Random) -> dict:
+    family = rng.choice(sorted(FAMILIES))
+    tempo = rng.choice(sorted(TEMPI))
+    loudness = rng.choice(sorted(LOUDNESS))
+    count = rng.choice([1, 2])
+    second = rng.choice([f for f in sorted(FAMILIES) if f != family])
+    return {"instrument": family, "program": rng.choice(FAMILIES[family]), "tempo": tempo,
+            "bpm": rng.randint(*TEMPI[tempo]), "mode": rng.choice(sorted(MODES)), "loudness": loudness,
+            "velocity": LOUDNESS[loudness], "count": count, "count_word": COUNT_WORDS[count],
+            "second_program": rng.choice(FAMILIES[second])}
+
+
+def qa_records(name: str, facts: dict, rng: random.Random, per_clip: int) -> list[dict]:
+    kinds = rng.sample(sorted(QUESTIONS), k=min(per_clip, len(QUESTIONS)))
+    records = []
+    for kind in kinds:
+        question = rng.choice(QUESTIONS[kind])
+        answer = rng.choice(ANSWERS[kind]).format(**facts)
+        records.append({"audio_name": name, "conversation": [{"from": "human", "value": question},
+                                                             {"from": "gpt", "value": answer}], "kind": kind})
+    return records
+
+
+def make_dataset(out, clips: int = 400, seconds: float = 3.0, test_fraction: float = 0.2, seed: int = 0,
+                 per_clip: int = 4) -> dict:
+    """Render `clips` clips into out/audios and write train/test MusicQA JSON (split by clip)."""
+    out = Path(out)
+    (out / "audios").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    facts, train, test = {}, [], []
+    n_test = round(clips * test_fraction)
+    for i in range(clips):
+        name = f"{i:06d}.wav"
+        clip_facts = random_facts(rng)
+        path = out / "audios" / name
+        if not path.exists():
+            soundfile.write(path, render(compose(clip_facts, seconds, rng), seconds), SAMPLE_RATE)
+        facts[name] = {k: clip_facts[k] for k in ("instrument", "tempo", "mode", "loudness", "count", "bpm")}
+        (test if i < n_test else train).extend(qa_records(name, clip_facts, rng, per_clip))
+    for split, records in (("train", train), ("test", test)):
+        (out / f"{split}.json").write_text(json.dumps(records, indent=1))
+    (out / "facts.json").write_text(json.dumps(facts, indent=1))
+    return facts
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--clips", type=int, default=400)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--test_fraction", type=float, default=0.2)
+    parser.add_argument("--per_clip", type=int, default=4, help="question-answer records per clip")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    facts = make_dataset(args.out, args.clips, args.seconds, args.test_fraction, args.seed, args.per_clip)
+    print(f"{len(facts)} clips in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""Train MU-LLaMA: one engine for both phases, driven by a YAML config.
+
+    torchrun --nproc_per_node=N MU-LLaMA/train.py --config configs/pretrain.yaml \\
+        --llama_path ckpts/LLaMA --output_dir out/pretrain [--pretrained_path ...] [--resume] [--set key=value ...]
+
+(`pretrain.sh` / `finetune.sh` at the repository root wrap this.) Every setting is in the config;
+`--set` overrides any of them (values parsed as YAML), unknown keys are errors, and the resolved
+config is saved as OUTPUT_DIR/config.yaml. Outputs: OUTPUT_DIR/checkpoint.safetensors (+ .json):
+trained tensors only; OUTPUT_DIR/train_state.pt: optimizer, schedule position, RNG (for --resume);
+OUTPUT_DIR/log.jsonl: one JSON object per logging step.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from llama import MULLaMA, MULLaMAConfig, Tokenizer, load_llama, load_mert, read_mu_llama, save_mu_llama  # noqa: E402
+from llama.checkpoint import base_folder, find_tokenizer  # noqa: E402
+from llama.mu_llama import IGNORE_INDEX  # noqa: E402
+
+from data.cache_features import FeatureCache  # noqa: E402
+from data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix  # noqa: E402
+
+
+@dataclass
+class DataSource:
+    path: str
+    audio_root: str | None = None  # default: the folder of `path`
+    ratio: float | None = None  # share of an epoch (mix: ratio); None for plain concatenation
+
+
+@dataclass
+class TrainConfig:
+    phase: str = "pretrain"
+    # model
+    llama_path: str = ""  # --llama_dir of inference.py; base weights in llama_path/llama_type
+    llama_type: str = "7B"
+    mert_path: str = "ckpts/MERT-v1-330M"
+    pretrained_path: str | None = None  # finetune: the pretrain checkpoint (bridge, prefix, gates)
+    query_layer: int = 20
+    bridge_width: int | None = None  # default 4 x LLaMA width
+    lora_rank: int = 16
+    base_dtype: str = "bfloat16"  # frozen LLaMA weights; trained tensors are always fp32
+    # data
+    data: list[DataSource] = field(default_factory=list)
+    feature_cache: str | None = None  # folder written by data/cache_features.py
+    text_only_audio: str = "silence"
+    prompt_template: str = "upstream"
+    max_words: int = 96
+    # optimisation
+    batch_size: int = 1  # per process
+    accum_iter: int = 4
+    epochs: int = 150
+    split_epoch: int = 1
+    warmup_epochs: float = 5.0
+    blr: float = 1.0e-4  # lr = blr * effective batch / 256, unless lr is set
+    lr: float | None = None
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    precision: str = "bf16"  # bf16 | fp16 (with GradScaler) | fp32: autocast of the forward pass
+    grad_checkpointing: bool = False
+    seed: int = 0
+    # run
+    output_dir: str = ""
+    device: str = "auto"
+    num_workers: int = 2
+    log_every: int = 10
+    save_every: int = 500  # optimizer steps
+    max_steps: int | None = None  # stop early (smoke tests); the schedule still spans `epochs`
+
+    @classmethod
+    def load(cls, path, overrides: dict) -> "TrainConfig":
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        for key, value in overrides.items():
+            raw[key] = value
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SystemExit(f"unknown config keys {unknown} in {path}; known: {sorted(known)}")
+        try:
+            raw["data"] = [DataSource(**d) for d in raw.get("data", [])]
+        except TypeError as e:
+            raise SystemExit(f"{path}: a data entry has an unknown key: {e}") from e
+        if "betas" in raw:
+            raw["betas"] = tuple(raw["betas"])
+        config = cls(**raw)
+        if config.phase not in ("pretrain", "finetune"):
+            raise SystemExit(f"phase must be pretrain or finetune, not {config.phase!r}")
+        if config.precision not in ("bf16", "fp16", "fp32"):
+            raise SystemExit(f"precision must be bf16, fp16 or fp32, not {config.precision!r}")
+        if not config.data:
+            raise SystemExit(f"{path}: no data sources")
+        return config
+
+
+def lr_at(config: TrainConfig, peak: float, epoch: float) -> float:
+    """Linear warmup, then half-cycle cosine to min_lr (the original schedule, per iteration)."""
+    if epoch < config.warmup_epochs:
+        return peak * epoch / config.warmup_epochs
+    progress = (epoch - config.warmup_epochs) / max(config.epochs - config.warmup_epochs, 1e-8)
+    return config.min_lr + (peak - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def init_distributed() -> tuple[int, int, int]:
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
+        return 0, 1, 0
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None) -> MULLaMA:
+    finetune = config.phase == "finetune"
+    base = base_folder(config.llama_path, config.llama_type)
+    llama = load_llama(base, device=device, dtype=getattr(torch, config.base_dtype), w_bias=finetune,
+                       w_lora=finetune, lora_rank=config.lora_rank)
+    llama.checkpointing = config.grad_checkpointing
+    tokenizer = Tokenizer(find_tokenizer(Path(config.llama_path), base))
+    # With a feature cache MERT is not needed: cached clips bring their features, text-only ones zeros.
+    mert = load_mert(config.mert_path, device=device) if feature_cache is None else None
+    layers, hidden = ((mert.num_layers, mert.hidden_size) if mert is not None
+                      else (feature_cache.meta["layers"], feature_cache.meta["hidden"]))
+    model_config = MULLaMAConfig(phase=config.phase, query_layer=config.query_layer, mert_layers=layers,
+                                 mert_dim=hidden, bridge_width=config.bridge_width, lora_rank=config.lora_rank,
+                                 prompt_template=config.prompt_template)
+    torch.manual_seed(config.seed)  # the same bridge initialisation on every process
+    model = MULLaMA(llama, mert, model_config, tokenizer).to(device)
+    if config.pretrained_path:
+        tensors, _ = read_mu_llama(config.pretrained_path)
+        # finetune keeps what pretraining learned (bridge, prefix, gates); norms come from the base
+        keep = {k: v for k, v in tensors.items() if not k.startswith("llama.") or k.endswith(".gate")}
+        model.load_state_dict({k: v.to(device) for k, v in keep.items()}, strict=False)
+    model.set_phase(config.phase)
+    return model
+
+
+def build_data(config: TrainConfig, tokenizer: Tokenizer, cache: FeatureCache | None):
+    datasets = [MusicQADataset(load_records(d.path, d.audio_root), tokenizer, config.max_words,
+                               config.prompt_template, cache, config.text_only_audio) for d in config.data]
+    ratios = [d.ratio for d in config.data]
+    if any(r is not None for r in ratios) and not all(r is not None for r in ratios):
+        raise SystemExit("give a ratio for every data source, or for none (plain concatenation)")
+    return mix(datasets, ratios if ratios[0] is not None else None, config.seed)
+
+
+def save(model: MULLaMA, optimizer, position: dict, config: TrainConfig, out: Path):
+    """Trained tensors + optimizer/schedule/RNG state, each written atomically (temp file + rename)."""
+    tensors = {k: v.detach().float() for k, v in model.checkpoint_state().items()}
+    tmp = out / "checkpoint.tmp.safetensors"
+    save_mu_llama(tmp, tensors, model.config, train_config=to_plain(config), **position)
+    os.replace(tmp, out / "checkpoint.safetensors")
+    os.replace(tmp.with_suffix(".json"), out / "checkpoint.json")
+    state = {"optimizer": optimizer.state_dict(), "position": position, "torch_rng": torch.get_rng_state(),
+             "python_rng": list(random.getstate()[1])}
+    torch.save(state, out / "train_state.tmp.pt")
+    os.replace(out / "train_state.tmp.pt", out / "train_state.pt")
+
+
+def to_plain(config: TrainConfig) -> dict:
+    plain = asdict(config)
+    plain["betas"] = list(config.betas)
+    return plain
+
+
+def train(config: TrainConfig, resume: bool = False):
+    rank, world, local_rank = init_distributed()
+    device = config.device if config.device != "auto" else (f"cuda:{local_rank}" if torch.cuda.is_available()
+                                                              else "cpu")
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        (out / "config.yaml").write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
+    cache = FeatureCache(config.feature_cache) if config.feature_cache else None
+    model = build_model(config, device, cache)
+    dataset = build_data(config, model.tokenizer, cache)
+    sampler = SubEpochSampler(len(dataset), config.split_epoch, rank, world, config.seed)
+    pad_id = max(model.tokenizer.pad_id, 0)
+    loader_args = dict(batch_size=config.batch_size, collate_fn=partial(collate, pad_id=pad_id,
+                       feature_shape=(model.config.mert_layers, model.config.mert_dim)),
+                       num_workers=config.num_workers, drop_last=True)
+
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trained if p.ndim > 1 and not n.endswith(".bias")]
+    no_decay = [p for n, p in trained if p.ndim <= 1 or n.endswith(".bias")]
+    effective_batch = config.batch_size * config.accum_iter * world
+    peak_lr = config.lr if config.lr is not None else config.blr * effective_batch / 256
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=peak_lr, betas=config.betas)
+    position = {"epoch": 0, "iteration": 0, "step": 0}
+    if resume and (out / "train_state.pt").exists():
+        tensors, _ = read_mu_llama(out / "checkpoint.safetensors")
+        model.load_state_dict({k: v.to(device) for k, v in tensors.items()}, strict=False)
+        state = torch.load(out / "train_state.pt", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        position = state["position"]
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate((3, tuple(state["python_rng"]), None))
+        if rank == 0:
+            print(f"resumed from step {position['step']} (epoch {position['epoch']}, iteration "
+                  f"{position['iteration']})", file=sys.stderr)
+
+    network = model
+    if world > 1:
+        frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.startswith("cuda") else None, find_unused_parameters=True)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[config.precision]
+    scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
+    device_type = torch.device(device).type
+    log_file = out / "log.jsonl"
+
+    model.train()
+    if model.mert is not None:
+        model.mert.eval()  # frozen and deterministic: no SpecAugment masking (see cache_features.py)
+    for epoch in range(position["epoch"], config.epochs):
+        sampler.set_epoch(epoch)
+        start = position["iteration"] if epoch == position["epoch"] else 0
+        indices = sampler.indices()[start * config.batch_size:]
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), **loader_args)
+        iterations = len(sampler) // config.batch_size
+        optimizer.zero_grad(set_to_none=True)  # micro-batches left over at an epoch's end are dropped
+        tick, tokens_seen, losses = time.perf_counter(), 0, []
+        progress = tqdm(loader, initial=start, total=iterations, desc=f"epoch {epoch}", disable=rank != 0,
+                        leave=False, mininterval=2.0)
+        for it, batch in enumerate(progress, start=start):
+            if it % config.accum_iter == 0:
+                lr = lr_at(config, peak_lr, epoch + it / iterations)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            tokens, labels = batch["tokens"].to(device), batch["labels"].to(device)
+            means = (batch["layer_means"].to(device) if "layer_means" in batch
+                     else model.encode_audio(batch["audio"]).to(device))
+            last_micro = (it + 1) % config.accum_iter == 0
+            # gradients are all-reduced once per optimizer step, not per micro-batch
+            with network.no_sync() if world > 1 and not last_micro else contextlib.nullcontext():
+                with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    loss = network(tokens, means, labels)
+                if not math.isfinite(loss.item()):
+                    raise SystemExit(f"loss is {loss.item()} at epoch {epoch}, iteration {it}; stopping")
+                scaler.scale(loss / config.accum_iter).backward()
+            losses.append(loss.item())
+            tokens_seen += int((labels != IGNORE_INDEX).sum()) * world
+            if not last_micro:
+                continue
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            position = {"epoch": epoch, "iteration": it + 1, "step": position["step"] + 1}
+            step = position["step"]
+            if step % config.log_every == 0:
+                mean_loss = torch.tensor(sum(losses) / len(losses))
+                if world > 1:  # log the loss of the whole batch, not of rank 0's share
+                    dist.all_reduce(mean_loss)
+                    mean_loss /= world
+                seconds = time.perf_counter() - tick
+                record = {"step": step, "epoch": round(epoch + (it + 1) / iterations, 4),
+                          "loss": mean_loss.item(), "lr": lr, "tokens_per_s": tokens_seen / seconds,
+                          "samples_per_s": len(losses) * config.batch_size * world / seconds}
+                if rank == 0:
+                    with log_file.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
+                tick, tokens_seen, losses = time.perf_counter(), 0, []
+            if rank == 0 and step % config.save_every == 0:
+                save(model, optimizer, position, config, out)
+            if config.max_steps is not None and step >= config.max_steps:
+                if rank == 0:
+                    save(model, optimizer, position, config, out)
+                return model
+        position = {"epoch": epoch + 1, "iteration": 0, "step": position["step"]}
+    if rank == 0:
+        save(model, optimizer, position, config, out)
+    if world > 1:
+        dist.barrier()
+    return model
+
+
+def parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes key=value, not {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--llama_path", help="overrides llama_path")
+    parser.add_argument("--output_dir", help="overrides output_dir")
+    parser.add_argument("--pretrained_path", help="overrides pretrained_path (finetune)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR's last checkpoint")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
+    args = parser.parse_args(argv)
+    overrides = parse_overrides(args.set)
+    for key in ("llama_path", "output_dir", "pretrained_path"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    config = TrainConfig.load(args.config, overrides)
+    if not config.output_dir or not config.llama_path:
+        raise SystemExit("llama_path and output_dir are required (config, flags or --set)")
+    train(config, resume=args.resume)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+import json
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "MU-LLaMA"))
+
+from llama import MULLaMA, MULLaMAConfig, Tokenizer, format_prompt, load_llama, load_mert  # noqa: E402
+from llama.mu_llama import IGNORE_INDEX  # noqa: E402
+from llama.tiny import write_tiny_llama, write_tiny_mert  # noqa: E402
+
+from data.cache_features import FeatureCache, build_cache  # noqa: E402
+from data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix, tokenize  # noqa: E402
+
+
+def record(name, question, answer):
+    convo = [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+    return {"audio_name": name, "conversation": convo} if name else {"conversation": convo}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, sentencepiece_model):
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    (root / "audios").mkdir()
+    for i in range(6):
+        soundfile.write(root / "audios" / f"{i:06d}.wav", rng.uniform(-0.3, 0.3, 24000 + 4000 * i), 24000)
+    records = [record(f"{i:06d}.wav", "Describe the audio", f"A calm piece number {i} with soft piano.")
+               for i in range(6)] + [record(None, "Name a color.", "Blue.")]
+    (root / "qa.json").write_text(json.dumps(records))
+    write_tiny_llama(root / "LLaMA")
+    write_tiny_mert(root / "MERT")
+    return root
+
+
+def test_prompt_answer_boundary_is_exact_and_eos_kept(sentencepiece_model):
+    tok = Tokenizer(sentencepiece_model)
+    tokens, labels = tokenize(tok, "What is the tempo?", "It is fast.", "upstream", max_words=200)
+    prompt = tok.encode(format_prompt("What is the tempo?"), bos=True)
+    assert tokens[: len(prompt)].tolist() == prompt
+    assert (labels[: len(prompt)] == IGNORE_INDEX).all()
+    assert labels[len(prompt):].tolist() == tok.encode("It is fast.", bos=False) + [tok.eos_id]
+    assert tok.decode(tokens[len(prompt):-1].tolist()) == "It is fast."
+
+
+def test_truncation_drops_eos_and_long_prompts_are_skipped(sentencepiece_model):
+    tok = Tokenizer(sentencepiece_model)
+    prompt_len = len(tok.encode(format_prompt("Q?"), bos=True))
+    tokens, labels = tokenize(tok, "Q?", "one two three four five six seven", "upstream", max_words=prompt_len + 3)
+    assert len(tokens) == prompt_len + 3 and tok.eos_id not in labels.tolist()
+    assert tokenize(tok, "Q?", "A.", "upstream", max_words=prompt_len) is None
+
+
+def test_records_and_bad_files(tmp_path, corpus):
+    records = load_records(corpus / "qa.json", corpus / "audios")
+    assert len(records) == 7 and records[-1].audio is None and records[0].audio.name == "000000.wav"
+    lines = "\n".join(json.dumps(r) for r in json.loads((corpus / "qa.json").read_text()))
+    (tmp_path / "qa.jsonl").write_text(lines)
+    assert len(load_records(tmp_path / "qa.jsonl")) == 7
+    (tmp_path / "bad.json").write_text('[{"audio_name": "x.wav"')
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_records(tmp_path / "bad.json")
+    (tmp_path / "schema.json").write_text('[{"audio_name": "x.wav", "question": "Q"}]')
+    with pytest.raises(ValueError, match="record 0: expected"):
+        load_records(tmp_path / "schema.json")
+
+
+def test_batches_pad_dynamically_and_text_only_hears_silence(corpus):
+    tok = Tokenizer(corpus / "LLaMA" / "tokenizer.model")
+    data = MusicQADataset(load_records(corpus / "qa.json", corpus / "audios"), tok, max_words=200)
+    batch = collate([data[0], data[6], data[3]], pad_id=0)
+    longest = max(len(data[i]["tokens"]) for i in (0, 6, 3))
+    assert batch["tokens"].shape == (3, longest)
+    assert (batch["labels"][1, len(data[6]["tokens"]):] == IGNORE_INDEX).all()
+    assert [len(a) for a in batch["audio"]] == [24000, 24000, 36000]  # text-only: 1 s of silence
+    assert not batch["audio"][1].any()
+    zeros = MusicQADataset(load_records(corpus / "qa.json", corpus / "audios"), tok, 200, text_only_audio="zeros")
+    assert collate([zeros[6]], feature_shape=(3, 32))["layer_means"].abs().sum() == 0
+
+
+def test_sub_epoch_sampler_partitions_and_is_deterministic():
+    one = [SubEpochSampler(100, split_epoch=5, seed=3) for _ in range(2)]
+    seen = []
+    for epoch in range(5):
+        for s in one:
+            s.set_epoch(epoch)
+        assert one[0].indices() == one[1].indices()
+        seen += one[0].indices()
+    assert sorted(seen) == list(range(100))  # 5 sub-epochs = one pass
+    ranks = [SubEpochSampler(100, 5, rank=r, world_size=2, seed=3) for r in range(2)]
+    assert not set(ranks[0].indices()) & set(ranks[1].indices())
+    assert sorted(ranks[0].indices() + ranks[1].indices()) == sorted(SubEpochSampler(100, 5, seed=3).indices())
+
+
+def test_mix_by_ratio():
+    a, b = list(range(10)), list(range(100, 130))
+    mixed = mix([a, b], [0.5, 0.5], seed=0)
+    values = [mixed[i] for i in range(len(mixed))]
+    assert len(values) == 40 and sum(v < 100 for v in values) == 20
+    assert len(mix([a, b], None)) == 40
+
+
+def test_feature_cache_resumes_and_matches_on_the_fly(tmp_path, corpus):
+    mert = load_mert(corpus / "MERT")
+    files = sorted((corpus / "audios").glob("*.wav"))
+    build_cache(mert, files[:3], tmp_path / "cache", batch_size=2, shard_size=2)
+    calls = []
+    original = mert.layer_means
+    mert.layer_means = lambda clips, **kw: calls.append(len(clips)) or original(clips, **kw)
+    cache = build_cache(mert, files, tmp_path / "cache", batch_size=2, shard_size=2)
+    assert sum(calls) == 3 and len(cache) == 6  # only the 3 new clips were encoded
+    mert.layer_means = original
+
+    tok = Tokenizer(corpus / "LLaMA" / "tokenizer.model")
+    records = load_records(corpus / "qa.json", corpus / "audios")[:4]
+    cached = MusicQADataset(records, tok, 200, feature_cache=FeatureCache(tmp_path / "cache"))
+    live = MusicQADataset(records, tok, 200)
+    llama = load_llama(corpus / "LLaMA" / "7B")
+    torch.manual_seed(0)
+    model = MULLaMA(llama, mert, MULLaMAConfig(query_layer=2, mert_layers=3, mert_dim=32, bridge_width=64))
+    with torch.no_grad():
+        for layer in llama.layers:
+            layer.attention.gate.fill_(0.5)
+    a, b = collate([cached[i] for i in range(4)]), collate([live[i] for i in range(4)])
+    with torch.no_grad():
+        loss_cached = model.loss(a["tokens"], a["labels"], a["layer_means"])
+        loss_live = model.loss(b["tokens"], b["labels"], model.encode_audio(b["audio"]))
+    assert abs(loss_cached.item() - loss_live.item()) < 1e-6

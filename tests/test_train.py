@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "MU-LLaMA"))
+
+import train  # noqa: E402
+
+from llama.tiny import write_tiny_llama, write_tiny_mert  # noqa: E402
+
+ANSWERS = ["A calm piano piece.", "A loud brass fanfare with drums.", "Soft strings, slow tempo.", "Fast guitar."]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    (root / "audios").mkdir()
+    records = []
+    for i in range(8):
+        soundfile.write(root / "audios" / f"{i:06d}.wav", rng.uniform(-0.3, 0.3, 12000 + 3000 * i), 24000)
+        records.append({"audio_name": f"{i:06d}.wav", "conversation": [
+            {"from": "human", "value": "Describe the audio"}, {"from": "gpt", "value": ANSWERS[i % 4]}]})
+    (root / "qa.json").write_text(json.dumps(records))
+    write_tiny_llama(root / "LLaMA")
+    write_tiny_mert(root / "MERT")
+    config = {"phase": "pretrain", "llama_path": str(root / "LLaMA"), "mert_path": str(root / "MERT"),
+              "query_layer": 2, "bridge_width": 64, "base_dtype": "float32",
+              "data": [{"path": str(root / "qa.json"), "audio_root": str(root / "audios")}],
+              "max_words": 96, "batch_size": 2, "accum_iter": 2, "epochs": 3, "split_epoch": 1,
+              "warmup_epochs": 1, "lr": 1e-2, "weight_decay": 0.05, "precision": "fp32", "num_workers": 0,
+              "log_every": 1, "save_every": 1, "seed": 0}
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def run(setup, out, *extra):
+    train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(out), *extra])
+    return load_file(out / "checkpoint.safetensors"), [json.loads(x) for x in (out / "log.jsonl").open()]
+
+
+def test_resumed_run_ends_with_the_same_weights(setup, tmp_path):
+    full, log = run(setup, tmp_path / "full")
+    assert [r["step"] for r in log] == list(range(1, 7))  # 3 epochs x 8 samples / (2 x 2)
+    assert {"step", "epoch", "loss", "lr", "tokens_per_s"} <= set(log[0])
+    assert all(np.isfinite(r["loss"]) for r in log)
+    run(setup, tmp_path / "cut", "--set", "max_steps=4")  # stopped mid-epoch, as by a kill after a save
+    resumed, _ = run(setup, tmp_path / "cut", "--resume")
+    assert full.keys() == resumed.keys() and any(k.startswith("mu_mert_") for k in full)
+    for key in full:
+        assert torch.allclose(full[key], resumed[key], atol=1e-6), key
+    saved = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
+    assert saved["step"] == 6 and saved["mu_llama"]["phase"] == "pretrain"
+    assert not any(k.startswith(("llama.layers.0.attention.wq", "mert.")) for k in full)  # trained tensors only
+    assert (tmp_path / "full" / "config.yaml").exists()
+
+
+def test_two_processes_follow_one_process(setup, tmp_path):
+    """2 gloo processes x batch 1 = 1 process x batch 2 (same effective batch and samples)."""
+    _, single = run(setup, tmp_path / "one", "--set", "batch_size=2", "accum_iter=1", "epochs=1")
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+                    str(ROOT / "MU-LLaMA" / "train.py"), "--config", str(setup / "config.yaml"), "--output_dir",
+                    str(tmp_path / "two"), "--set", "batch_size=1", "accum_iter=1", "epochs=1"],
+                   check=True, capture_output=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    double = [json.loads(x) for x in (tmp_path / "two" / "log.jsonl").open()]
+    assert len(single) == len(double) == 4
+    for a, b in zip(single, double, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-4 and a["lr"] == pytest.approx(b["lr"])
+    one = load_file(tmp_path / "one" / "checkpoint.safetensors")
+    two = load_file(tmp_path / "two" / "checkpoint.safetensors")
+    assert all(torch.allclose(one[k], two[k], atol=1e-5) for k in one)
+
+
+def test_config_errors_are_clear(setup, tmp_path):
+    with pytest.raises(SystemExit, match="unknown config keys \\['learning_rate'\\]"):
+        train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(tmp_path), "--set",
+                    "learning_rate=1"])
+    with pytest.raises(SystemExit, match="precision must be"):
+        train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(tmp_path), "--set",
+                    "precision=int8"])
