@@ -1,20 +1,30 @@
-"""Write the tiny random models and synthetic data the tiny configs use, in the real formats:
+"""Write the tiny models and synthetic data the tiny configs use, in the real formats:
 
+    OUT/synthetic/{audios/, train.json, test.json, facts.json}                    (MusicQA schema)
     OUT/LLaMA/7B/{params.json, consolidated.00.pth}, OUT/LLaMA/tokenizer.model   (--llama_dir layout)
     OUT/MERT/{config.json, pytorch_model.bin, preprocessor_config.json}           (MERT folder)
-    OUT/synthetic/{audios/, train.json, test.json, facts.json}                    (MusicQA schema)
 
-    .venv/bin/python scripts/make_tiny_models.py [--out outputs/tiny] [--clips 400]
+The tiny LLaMA gets its own small SentencePiece model and first learns the text of the training
+questions and answers (without audio), so that MU-LLaMA training only has to teach it to listen.
+The tiny MERT, for want of a pretrained one offline, first learns to tell the training clips' facts
+apart from its time-averaged hidden states: like MERT, it then hears what the music is.
+
+    .venv/bin/python scripts/make_tiny_models.py [--out outputs/tiny] [--clips 400] [--text_steps 400]
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
 
-from llama.tiny import write_tiny_llama, write_tiny_mert  # noqa: E402
+from llama import format_prompt, load_audio  # noqa: E402
+from llama.tiny import train_tokenizer, write_tiny_llama, write_tiny_mert  # noqa: E402
 
+from data.dataset import load_records  # noqa: E402
 from data.synthetic import make_dataset  # noqa: E402
 
 if __name__ == "__main__":
@@ -22,10 +32,22 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="outputs/tiny")
     parser.add_argument("--clips", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--text_steps", type=int, default=400, help="causal-LM steps on the training text")
+    parser.add_argument("--audio_steps", type=int, default=150, help="steps teaching the tiny MERT the facts")
+    parser.add_argument("--template", default="alpaca", help="prompt template of the training runs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     out = Path(args.out)
-    write_tiny_llama(out / "LLaMA", seed=args.seed)
-    write_tiny_mert(out / "MERT", seed=args.seed)
     make_dataset(out / "synthetic", clips=args.clips, seconds=args.seconds, seed=args.seed)
+    examples = [(r.question, r.answer) for r in load_records(out / "synthetic" / "train.json")]
+    texts = [format_prompt(q, args.template) for q, _ in examples] + [a for _, a in examples]
+    spm = train_tokenizer(texts, out / "tokenizer.model")
+    write_tiny_llama(out / "LLaMA", seed=args.seed, tokenizer_model=spm, examples=examples, template=args.template,
+                     steps=args.text_steps)
+    facts = json.loads((out / "synthetic" / "facts.json").read_text())
+    names = sorted(facts)[round(len(facts) * 0.2):]  # the training clips (the first 20 % are held out)
+    clips = np.stack([load_audio(out / "synthetic" / "audios" / n) for n in names])
+    labels = {k: [sorted({f[k] for f in facts.values()}).index(facts[n][k]) for n in names]
+              for k in ("instrument", "tempo", "mode", "loudness")}
+    write_tiny_mert(out / "MERT", seed=args.seed, clips=clips, labels=labels, steps=args.audio_steps)
     print(f"tiny LLaMA, MERT and {args.clips} synthetic clips in {out}")

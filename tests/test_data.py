@@ -11,11 +11,12 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 
 from llama import MULLaMA, MULLaMAConfig, Tokenizer, format_prompt, load_llama, load_mert  # noqa: E402
-from llama.mu_llama import IGNORE_INDEX  # noqa: E402
+from llama.prompt import IGNORE_INDEX  # noqa: E402
+from llama.prompt import encode_example as tokenize  # noqa: E402
 from llama.tiny import write_tiny_llama, write_tiny_mert  # noqa: E402
 
 from data.cache_features import FeatureCache, build_cache  # noqa: E402
-from data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix, tokenize  # noqa: E402
+from data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix  # noqa: E402
 
 
 def record(name, question, answer):

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llama import Tokenizer, format_prompt, load_audio
+from llama import Tokenizer, load_audio
 from llama.mu_llama import IGNORE_INDEX
+from llama.prompt import encode_example
 
 log = logging.getLogger(__name__)
 TEXT_ONLY_AUDIO = ("silence", "zeros")
@@ -55,24 +56,6 @@ def load_records(path, audio_root=None) -> list[Record]:
     return records
 
 
-def tokenize(tokenizer: Tokenizer, question: str, answer: str, template: str, max_words: int):
-    """(tokens, labels) for one record, or None when even the prompt exceeds `max_words`.
-
-    The answer is tokenised on its own and appended to the prompt's tokens, so the boundary is exact
-    and the answer's tokens are the ones the model generates after the prompt. If prompt + answer
-    + EOS exceed `max_words`, the answer is cut and has no EOS (the model should not learn to stop
-    mid-answer); the caller counts these.
-    """
-    prompt = tokenizer.encode(format_prompt(question, template), bos=True)
-    target = tokenizer.encode(answer, bos=False, eos=True)
-    if len(prompt) >= max_words:
-        return None
-    target = target[: max_words - len(prompt)]
-    tokens = prompt + target
-    labels = [IGNORE_INDEX] * len(prompt) + target
-    return torch.tensor(tokens), torch.tensor(labels)
-
-
 class MusicQADataset(torch.utils.data.Dataset):
     """Items: {"tokens", "labels", "name", and "audio" (waveform) or "layer_means" (cached MERT features)}.
 
@@ -86,7 +69,7 @@ class MusicQADataset(torch.utils.data.Dataset):
             raise ValueError(f"text_only_audio must be one of {TEXT_ONLY_AUDIO}")
         self.items, skipped, truncated = [], 0, 0
         for record in records:
-            encoded = tokenize(tokenizer, record.question, record.answer, template, max_words)
+            encoded = encode_example(tokenizer, record.question, record.answer, template, max_words)
             if encoded is None:
                 skipped += 1
                 continue

@@ -17,11 +17,10 @@ from torch import nn
 from .generation import generate
 from .mert import MERT
 from .model import RMSNorm, Transformer
-from .prompt import extract_answer, format_prompt
+from .prompt import IGNORE_INDEX, extract_answer, format_prompt
 from .tokenizer import Tokenizer
 
 PHASES = ("pretrain", "finetune")
-IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt, padding)
 
 
 @dataclass

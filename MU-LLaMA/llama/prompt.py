@@ -5,6 +5,10 @@ the Python builtin's repr that the original code put in the Input field by accid
 from the original code must use it. "alpaca" is the clean Alpaca no-input template.
 """
 
+import torch
+
+IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt, padding)
+
 TEMPLATES = {
     "upstream": (
         "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -28,3 +32,18 @@ def format_prompt(instruction: str, template: str = "upstream") -> str:
 def extract_answer(text: str) -> str:
     """The answer part of a generated continuation: up to a new '###' section, stripped."""
     return text.split("\n###")[0].strip()
+
+
+def encode_example(tokenizer, question: str, answer: str, template: str, max_words: int):
+    """(tokens, labels) of one training example, or None when even the prompt exceeds `max_words`.
+
+    The answer is tokenised on its own and appended to the prompt's tokens, so the boundary is exact
+    and the answer's tokens are the ones the model generates after the prompt. If prompt + answer
+    + EOS exceed `max_words`, the answer is cut and has no EOS (the model should not learn to stop
+    mid-answer); callers count these.
+    """
+    prompt = tokenizer.encode(format_prompt(question, template), bos=True)
+    if len(prompt) >= max_words:
+        return None
+    target = tokenizer.encode(answer, bos=False, eos=True)[: max_words - len(prompt)]
+    return torch.tensor(prompt + target), torch.tensor([IGNORE_INDEX] * len(prompt) + target)

@@ -1,18 +1,27 @@
-"""Tiny random LLaMA and MERT checkpoints written in the released artefacts' on-disk formats.
+"""Tiny LLaMA and MERT checkpoints written in the released artefacts' on-disk formats.
 
 They go through exactly the loading code a user's 7B / MERT-330M folders take; the tests, the tiny
 training configs and the smoke runs use them. `scripts/make_tiny_models.py` writes both.
+
+A random LLaMA knows no language, and MU-LLaMA never trains its base: the adapter only steers a
+model that already writes. So for training runs the tiny LLaMA can first learn the text of a
+corpus (`learn_text`, a plain causal-LM loop) with its own small SentencePiece model
+(`train_tokenizer`), as LLaMA-2 learnt English before MU-LLaMA taught it to listen.
 """
 
 import importlib.util
+import io
 import json
+import random
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .checkpoint import save_meta
 from .mert import hubert_config
 from .model import ModelArgs, Transformer
+from .prompt import encode_example
 
 # The fields of MERT-v1-330M's config.json, at a tiny size (16 conv channels, 2 layers of 32).
 TINY_MERT_CONFIG = {
@@ -31,9 +40,12 @@ TINY_LLAMA = ModelArgs(dim=64, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=3
                        max_seq_len=512)
 
 
-def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, **overrides):
+def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, clips=None, labels=None, steps: int = 0,
+                    **overrides):
     """A MERT checkpoint folder: config.json, pytorch_model.bin with MERT's own key names
-    (weight_g/weight_v), preprocessor_config.json. Returns the HubertModel holding the weights."""
+    (weight_g/weight_v), preprocessor_config.json. With `clips` (equal-length waveforms), `labels`
+    ({name: class indices per clip}) and `steps`, the encoder first learns to tell those classes
+    apart (a stand-in for MERT's pretraining). Returns the HubertModel holding the weights."""
     from transformers import HubertModel
 
     folder = Path(folder)
@@ -41,6 +53,8 @@ def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, **overrid
     config = {**TINY_MERT_CONFIG, **overrides}
     torch.manual_seed(seed)
     reference = HubertModel(hubert_config(config)).eval()
+    if clips is not None and steps:
+        learn_audio(reference, torch.as_tensor(clips), labels, steps, seed=seed)
     state = {}
     for key, value in reference.state_dict().items():
         key = key.replace("conv.parametrizations.weight.original0", "conv.weight_g")
@@ -58,12 +72,83 @@ def sentencepiece_model_file() -> Path:
     return Path(importlib.util.find_spec("mistral_common").origin).parent / "data" / "tokenizer.model.v1"
 
 
-def write_tiny_llama(folder, args: ModelArgs = TINY_LLAMA, seed: int = 0) -> Transformer:
+def write_tiny_llama(folder, args: ModelArgs = TINY_LLAMA, seed: int = 0, tokenizer_model: Path | None = None,
+                     examples: list[tuple[str, str]] | None = None, template: str = "alpaca",
+                     steps: int = 0) -> Transformer:
     """The upstream --llama_dir layout: folder/7B/{params.json, consolidated.00.pth} and
-    folder/tokenizer.model. Returns the model holding the weights."""
+    folder/tokenizer.model (default: the real 32k model). With `examples` (question, answer) and
+    `steps`, the model first learns them as text, tokenised exactly as training will tokenise them.
+    Returns the model holding the weights."""
+    from .tokenizer import Tokenizer
+
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tokenizer.model").write_bytes(Path(tokenizer_model or sentencepiece_model_file()).read_bytes())
+    tokenizer = Tokenizer(folder / "tokenizer.model")
+    args = ModelArgs(**{**args.__dict__, "vocab_size": tokenizer.n_words})
     torch.manual_seed(seed)
     model = Transformer(args)
+    if examples and steps:
+        sequences = [encode_example(tokenizer, q, a, template, args.max_seq_len) for q, a in examples]
+        learn_text(model, [tokens for tokens, _ in filter(None, sequences)], steps, seed=seed)
     save_meta(model.state_dict(), args, folder / "7B")
-    (folder / "tokenizer.model").write_bytes(sentencepiece_model_file().read_bytes())
     return model
+
+
+def train_tokenizer(texts: list[str], path, vocab_size: int = 256) -> Path:
+    """A SentencePiece model (LLaMA's special ids: unk 0, bos 1, eos 2, no pad) fitted to `texts`."""
+    import sentencepiece
+
+    buffer = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(sorted(set(texts))), model_writer=buffer, vocab_size=vocab_size,
+        model_type="unigram", unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0,
+        hard_vocab_limit=False, minloglevel=2)
+    Path(path).write_bytes(buffer.getvalue())
+    return Path(path)
+
+
+def learn_text(model: Transformer, encoded: list[torch.Tensor], steps: int, batch_size: int = 32,
+               lr: float = 3e-3, seed: int = 0):
+    """Full-parameter next-token training on token sequences, in place."""
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for step in range(steps):
+        batch = rng.sample(encoded, min(batch_size, len(encoded)))
+        length = max(len(t) for t in batch)
+        tokens = torch.zeros(len(batch), length, dtype=torch.long)
+        targets = torch.full((len(batch), length), -100, dtype=torch.long)
+        for row, t in enumerate(batch):
+            tokens[row, : len(t)] = t
+            targets[row, : len(t) - 1] = t[1:]
+        for group in optimizer.param_groups:  # cosine decay to 10 %
+            group["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(step / steps * torch.pi)).item()))
+        loss = F.cross_entropy(model(tokens).flatten(0, 1), targets.flatten(), ignore_index=-100)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return loss.item()
+
+
+def learn_audio(encoder, clips: torch.Tensor, labels: dict[str, list[int]], steps: int, batch_size: int = 16,
+                lr: float = 2e-3, seed: int = 0):
+    """Train a HubertModel so that the time-mean of its hidden states predicts each label set
+    (one linear head per set, discarded afterwards), in place."""
+    rng = random.Random(seed)
+    targets = {name: torch.tensor(values) for name, values in labels.items()}
+    heads = torch.nn.ModuleDict({name: torch.nn.Linear(encoder.config.hidden_size, int(t.max()) + 1)
+                                 for name, t in targets.items()})
+    optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=lr, weight_decay=0.0)
+    encoder.train()
+    for _ in range(steps):
+        batch = rng.sample(range(len(clips)), min(batch_size, len(clips)))
+        states = encoder(clips[batch], output_hidden_states=True)
+        pooled = torch.stack([h.mean(dim=1) for h in (*states.hidden_states[1:-1], states.last_hidden_state)]).mean(0)
+        loss = sum(F.cross_entropy(head(pooled), targets[name][batch]) for name, head in heads.items())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    encoder.eval()
+    return loss.item()
