@@ -308,7 +308,8 @@ def main(argv=None):
     parser.add_argument("--output_dir", help="overrides output_dir")
     parser.add_argument("--pretrained_path", help="overrides pretrained_path (finetune)")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR's last checkpoint")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override config values (repeatable)")
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     for key in ("llama_path", "output_dir", "pretrained_path"):
