@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from llama import ModelArgs, Tokenizer, Transformer, generate, load_llama
+from llama import ModelArgs, Tokenizer, generate, load_llama
+from llama.tiny import random_transformer
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [
@@ -80,14 +81,7 @@ def compare_with_transformers(folder: Path, batches, new_tokens, repeats):
 
 
 def random_7b(device, dtype, batches, new_tokens, repeats, prompt_len=64):
-    args = ModelArgs(max_seq_len=4096)  # LLaMA-2-7B shape
-    with torch.device("meta"):
-        model = Transformer(args)
-    model = model.to_empty(device=device).to(dtype)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02)
-    model.requires_grad_(False).eval()
+    model = random_transformer(ModelArgs(max_seq_len=4096), device, dtype)  # LLaMA-2-7B shape
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
 
     class Ids:  # token ids are the prompts here; no stop token

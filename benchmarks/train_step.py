@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from llama import ModelArgs, MULLaMA, MULLaMAConfig, Transformer
+from llama import ModelArgs, MULLaMA, MULLaMAConfig
+from llama.tiny import random_transformer
 
 SHAPES = {"small": ModelArgs(dim=1024, n_layers=8, n_heads=8, vocab_size=32000), "7b": ModelArgs()}
 
@@ -24,13 +25,7 @@ SHAPES = {"small": ModelArgs(dim=1024, n_layers=8, n_heads=8, vocab_size=32000),
 def build(shape: ModelArgs, phase: str, device, dtype, checkpointing: bool) -> MULLaMA:
     finetune = phase == "finetune"
     args = ModelArgs(**{**shape.__dict__, "w_bias": finetune, "w_lora": finetune})
-    with torch.device("meta"):
-        llama = Transformer(args)
-    llama = llama.to_empty(device=device).to(dtype)
-    with torch.no_grad():
-        for p in llama.parameters():
-            p.normal_(0, 0.02)
-    llama.requires_grad_(False)
+    llama = random_transformer(args, device, dtype)
     llama.checkpointing = checkpointing
     config = MULLaMAConfig(phase=phase, query_layer=min(20, args.n_layers), mert_layers=25, mert_dim=1024)
     model = MULLaMA(llama, None, config).to(device)

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -70,7 +71,7 @@ def test_two_processes_follow_one_process(setup, tmp_path):
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
                     str(ROOT / "MU-LLaMA" / "train.py"), "--config", str(setup / "config.yaml"), "--output_dir",
                     str(tmp_path / "two"), "--set", "batch_size=1", "accum_iter=1", "epochs=1"],
-                   check=True, capture_output=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                   check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     double = [json.loads(x) for x in (tmp_path / "two" / "log.jsonl").open()]
     assert len(single) == len(double) == 4
     for a, b in zip(single, double, strict=True):

@@ -40,6 +40,18 @@ TINY_LLAMA = ModelArgs(dim=64, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=3
                        max_seq_len=512)
 
 
+def random_transformer(args: ModelArgs, device="cpu", dtype=torch.float32, std: float = 0.02) -> Transformer:
+    """A frozen Transformer of any shape with N(0, std) weights, allocated directly on `device` in
+    `dtype` (no fp32 CPU copy first): for benchmarks at 7B shape."""
+    with torch.device("meta"):
+        model = Transformer(args)
+    model = model.to_empty(device=device).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, std)
+    return model.requires_grad_(False).eval()
+
+
 def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, clips=None, labels=None, steps: int = 0,
                     **overrides):
     """A MERT checkpoint folder: config.json, pytorch_model.bin with MERT's own key names
