@@ -9,7 +9,7 @@ questions and answers (without audio), so that MU-LLaMA training only has to tea
 The tiny MERT, for want of a pretrained one offline, first learns to tell the training clips' facts
 apart from its time-averaged hidden states: like MERT, it then hears what the music is.
 
-    .venv/bin/python scripts/make_tiny_models.py [--out outputs/tiny] [--clips 400] [--text_steps 400]
+    .venv/bin/python scripts/make_tiny_models.py [--out outputs/tiny] [--clips 800] [--text_steps 400] [--audio_steps 500]
 """
 
 import argparse
@@ -30,10 +30,10 @@ from data.synthetic import make_dataset  # noqa: E402
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/tiny")
-    parser.add_argument("--clips", type=int, default=400)
+    parser.add_argument("--clips", type=int, default=800)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--text_steps", type=int, default=400, help="causal-LM steps on the training text")
-    parser.add_argument("--audio_steps", type=int, default=150, help="steps teaching the tiny MERT the facts")
+    parser.add_argument("--audio_steps", type=int, default=500, help="steps teaching the tiny MERT the facts")
     parser.add_argument("--template", default="alpaca", help="prompt template of the training runs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
