@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from llama import MULLaMA, MULLaMAConfig, Tokenizer, load_llama, load_mert, read_mu_llama, save_mu_llama  # noqa: E402
 from llama.checkpoint import base_folder, find_tokenizer  # noqa: E402
-from llama.mu_llama import IGNORE_INDEX  # noqa: E402
+from llama.prompt import IGNORE_INDEX  # noqa: E402
 
 from data.cache_features import FeatureCache  # noqa: E402
 from data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix  # noqa: E402

@@ -9,7 +9,7 @@ questions and answers (without audio), so that MU-LLaMA training only has to tea
 The tiny MERT, for want of a pretrained one offline, first learns to tell the training clips' facts
 apart from its time-averaged hidden states: like MERT, it then hears what the music is.
 
-    .venv/bin/python scripts/make_tiny_models.py [--out outputs/tiny] [--clips 800] [--text_steps 400] [--audio_steps 500]
+    .venv/bin/python scripts/make_tiny_models.py [--out outputs/tiny] [--clips 800] [--audio_steps 500]
 """
 
 import argparse

@@ -5,7 +5,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import importlib.util  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -13,6 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from llama import ModelArgs, Transformer  # noqa: E402
+from llama.tiny import sentencepiece_model_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -35,10 +35,6 @@ def random_model(args: ModelArgs, seed: int = 0) -> Transformer:
     return model.eval()
 
 
-def package_dir(name: str) -> Path:
-    return Path(importlib.util.find_spec(name).origin).parent
-
-
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as an HF folder (converted from the package's GGUF by the installer;
@@ -53,5 +49,5 @@ def sentencepiece_model(tmp_path_factory) -> Path:
     """The real 32k SentencePiece model shipped by mistral-common, saved as `tokenizer.model`."""
     folder = tmp_path_factory.mktemp("spm")
     target = folder / "tokenizer.model"
-    target.write_bytes((package_dir("mistral_common") / "data" / "tokenizer.model.v1").read_bytes())
+    target.write_bytes(sentencepiece_model_file().read_bytes())
     return target

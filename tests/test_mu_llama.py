@@ -7,7 +7,7 @@ import soundfile
 import torch
 
 from llama import CheckpointError, ModelArgs, MULLaMA, MULLaMAConfig, Transformer, format_prompt, load, read_mu_llama
-from llama.mu_llama import IGNORE_INDEX
+from llama.prompt import IGNORE_INDEX
 
 from conftest import ROOT
 from tiny import tiny_mu_llama, write_tiny_release

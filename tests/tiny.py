@@ -6,12 +6,9 @@ from pathlib import Path
 import torch
 
 from llama import MULLaMA, MULLaMAConfig, save_meta
-from llama.tiny import TINY_MERT_CONFIG as MERT_CONFIG
-from llama.tiny import write_tiny_mert
+from llama.tiny import TINY_MERT_CONFIG, write_tiny_mert
 
 from conftest import random_model, tiny_args
-
-__all__ = ["MERT_CONFIG", "tiny_mu_llama", "write_tiny_mert", "write_tiny_release", "write_upstream_checkpoint"]
 
 
 def tiny_mu_llama(phase: str = "finetune", seed: int = 0, query_layer: int = 2) -> MULLaMA:
@@ -20,8 +17,8 @@ def tiny_mu_llama(phase: str = "finetune", seed: int = 0, query_layer: int = 2) 
     finetune = phase == "finetune"
     llama = random_model(tiny_args(vocab_size=32000, max_seq_len=512, w_bias=finetune, w_lora=finetune,
                                    lora_rank=4), seed=seed)
-    config = MULLaMAConfig(phase=phase, query_layer=query_layer, mert_layers=MERT_CONFIG["num_hidden_layers"] + 1,
-                           mert_dim=MERT_CONFIG["hidden_size"], bridge_width=96, lora_rank=4)
+    config = MULLaMAConfig(phase=phase, query_layer=query_layer, mert_layers=TINY_MERT_CONFIG["num_hidden_layers"] + 1,
+                           mert_dim=TINY_MERT_CONFIG["hidden_size"], bridge_width=96, lora_rank=4)
     model = MULLaMA(llama, None, config)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from llama import Tokenizer, load_audio
-from llama.mu_llama import IGNORE_INDEX
-from llama.prompt import encode_example
+from llama.prompt import IGNORE_INDEX, encode_example
 
 log = logging.getLogger(__name__)
 TEXT_ONLY_AUDIO = ("silence", "zeros")
