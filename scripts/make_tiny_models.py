@@ -3,6 +3,7 @@
     OUT/synthetic/{audios/, train.json, test.json, facts.json}                    (MusicQA schema)
     OUT/LLaMA/7B/{params.json, consolidated.00.pth}, OUT/LLaMA/tokenizer.model   (--llama_dir layout)
     OUT/MERT/{config.json, pytorch_model.bin, preprocessor_config.json}           (MERT folder)
+    OUT/cache/                                   (every clip's MERT features, data/cache_features.py)
 
 The tiny LLaMA gets its own small SentencePiece model and first learns the text of the training
 questions and answers (without audio), so that MU-LLaMA training only has to teach it to listen.
@@ -21,9 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
 
-from llama import format_prompt, load_audio  # noqa: E402
+from llama import format_prompt, load_audio, load_mert  # noqa: E402
 from llama.tiny import train_tokenizer, write_tiny_llama, write_tiny_mert  # noqa: E402
 
+from data.cache_features import build_cache  # noqa: E402
 from data.dataset import load_records  # noqa: E402
 from data.synthetic import make_dataset  # noqa: E402
 
@@ -50,4 +52,7 @@ if __name__ == "__main__":
     labels = {k: [sorted({f[k] for f in facts.values()}).index(facts[n][k]) for n in names]
               for k in ("instrument", "tempo", "mode", "loudness")}
     write_tiny_mert(out / "MERT", seed=args.seed, clips=clips, labels=labels, steps=args.audio_steps)
+    # The tiny configs train from cached features: MERT is frozen, so each clip is encoded once.
+    build_cache(load_mert(out / "MERT"), sorted((out / "synthetic" / "audios").glob("*.wav")), out / "cache",
+                batch_size=32)
     print(f"tiny LLaMA, MERT and {args.clips} synthetic clips in {out}")

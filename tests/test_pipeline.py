@@ -11,8 +11,8 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     tiny = tmp_path / "tiny"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_models.py"), "--out", str(tiny), "--clips", "20",
                     "--seconds", "1.5", "--text_steps", "5", "--audio_steps", "2"], check=True, capture_output=True)
-    paths = [f"mert_path={tiny / 'MERT'}", f"data=[{{path: {tiny / 'synthetic' / 'train.json'}, "
-                                           f"audio_root: {tiny / 'synthetic' / 'audios'}}}]"]
+    paths = [f"mert_path={tiny / 'MERT'}", f"feature_cache={tiny / 'cache'}",
+             f"data=[{{path: {tiny / 'synthetic' / 'train.json'}, audio_root: {tiny / 'synthetic' / 'audios'}}}]"]
     subprocess.run([str(ROOT / "pretrain.sh"), str(tiny / "LLaMA"), str(ROOT / "configs" / "tiny-pretrain.yaml"),
                     str(tmp_path / "pre"), "--set", *paths, "max_steps=3", "log_every=1"],
                    check=True, capture_output=True)

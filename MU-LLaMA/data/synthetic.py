@@ -12,6 +12,7 @@ writes OUT/audios/*.wav, OUT/train.json and OUT/test.json (held-out clips) and O
 import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,14 @@ ANSWERS = {
                 "This is a {loudness}, {tempo} {mode} piece on {instrument}."],
 }
 COUNT_WORDS = {1: "One instrument is", 2: "Two instruments are"}
+# The words an answer must use to state each fact, per class (matched as whole words, any case).
+FACT_WORDS = {
+    "instrument": {f: [f] for f in FAMILIES},
+    "tempo": {t: [t] for t in TEMPI},
+    "mode": {m: [m] for m in MODES},
+    "loudness": {v: [v] for v in LOUDNESS},
+    "count": {1: ["one"], 2: ["two"]},
+}
 
 
 def soundfont() -> str:
@@ -127,6 +136,64 @@ def qa_records(name: str, facts: dict, rng: random.Random, per_clip: int) -> lis
         records.append({"audio_name": name, "conversation": [{"from": "human", "value": question},
                                                              {"from": "gpt", "value": answer}], "kind": kind})
     return records
+
+
+def stated_class(kind: str, answer: str):
+    """The class of `kind` that `answer` states, or None when it names none or several."""
+    words = set(re.findall(r"[a-z]+", answer.lower()))
+    named = [c for c, keys in FACT_WORDS[kind].items() if words & set(keys)]
+    return named[0] if len(named) == 1 else None
+
+
+def fact_accuracy(records: list[dict], answers: list[str], facts: dict) -> dict:
+    """Per question kind: {"n", "correct", "accuracy", "chance"} of answers to `records` (this module's
+    records, with their "kind"). An answer is right when it states the clip's class and no other."""
+    table = {}
+    for record, answer in zip(records, answers, strict=True):
+        kind = record["kind"]
+        if kind not in FACT_WORDS:
+            continue
+        row = table.setdefault(kind, {"n": 0, "correct": 0, "chance": 1 / len(FACT_WORDS[kind])})
+        row["n"] += 1
+        row["correct"] += stated_class(kind, answer) == facts[record["audio_name"]][kind]
+    for row in table.values():
+        row["accuracy"] = row["correct"] / row["n"]
+    return {kind: table[kind] for kind in FACT_WORDS if kind in table}
+
+
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """A seeded permutation of range(n) with no fixed point (n >= 2): clip i answers with clip p[i]."""
+    rng = random.Random(seed)
+    while True:
+        order = list(range(n))
+        rng.shuffle(order)
+        if all(i != j for i, j in enumerate(order)):
+            return order
+
+
+def evaluate(model, folder, kinds=None, limit: int | None = None, shuffle_seed: int | None = None,
+             batch_size: int = 32, max_new_tokens: int = 24) -> tuple[dict, list[str]]:
+    """Greedy answers of `model` (anything with MULLaMA's `answer`) to the held-out questions of a
+    set written by `make_dataset`, scored by `fact_accuracy`. With `shuffle_seed`, each question is
+    answered with another clip's audio (a seeded derangement of the clips): the control that shows
+    whether the answers come from the music."""
+    from llama import load_audio
+
+    folder = Path(folder)
+    records = [r for r in json.loads((folder / "test.json").read_text()) if kinds is None or r["kind"] in kinds]
+    records = records[:limit]
+    facts = json.loads((folder / "facts.json").read_text())
+    names = sorted({r["audio_name"] for r in records})
+    heard = dict(zip(names, names, strict=True))
+    if shuffle_seed is not None:
+        heard = {name: names[j] for name, j in zip(names, derangement(len(names), shuffle_seed), strict=True)}
+    clips = {name: load_audio(folder / "audios" / name) for name in names}
+    answers = []
+    for start in range(0, len(records), batch_size):
+        part = records[start:start + batch_size]
+        answers += model.answer([clips[heard[r["audio_name"]]] for r in part],
+                                [r["conversation"][0]["value"] for r in part], max_new_tokens=max_new_tokens)
+    return fact_accuracy(records, answers, facts), answers
 
 
 def make_dataset(out, clips: int = 400, seconds: float = 3.0, test_fraction: float = 0.2, seed: int = 0,
