@@ -127,6 +127,7 @@ def init_distributed() -> tuple[int, int, int]:
 def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None) -> MULLaMA:
     finetune = config.phase == "finetune"
     base = base_folder(config.llama_path, config.llama_type)
+    torch.manual_seed(config.seed)  # LoRA's random initialisation: the same on every process and in every run
     llama = load_llama(base, device=device, dtype=getattr(torch, config.base_dtype), w_bias=finetune,
                        w_lora=finetune, lora_rank=config.lora_rank)
     llama.checkpointing = config.grad_checkpointing
@@ -138,7 +139,7 @@ def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None)
     model_config = MULLaMAConfig(phase=config.phase, query_layer=config.query_layer, mert_layers=layers,
                                  mert_dim=hidden, bridge_width=config.bridge_width, lora_rank=config.lora_rank,
                                  prompt_template=config.prompt_template)
-    torch.manual_seed(config.seed)  # the same bridge initialisation on every process
+    torch.manual_seed(config.seed)  # the same bridge initialisation on every process, with or without MERT
     model = MULLaMA(llama, mert, model_config, tokenizer).to(device)
     if config.pretrained_path:
         tensors, _ = read_mu_llama(config.pretrained_path)
