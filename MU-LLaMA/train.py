@@ -6,7 +6,8 @@
 (`pretrain.sh` / `finetune.sh` at the repository root wrap this.) Every setting is in the config;
 `--set` overrides any of them (values parsed as YAML), unknown keys are errors, and the resolved
 config is saved as OUTPUT_DIR/config.yaml. Outputs: OUTPUT_DIR/checkpoint.safetensors (+ .json):
-trained tensors only; OUTPUT_DIR/train_state.pt: optimizer, schedule position, RNG (for --resume);
+trained tensors only; OUTPUT_DIR/train_state.pt: optimizer (full tensors keyed by parameter name,
+whatever the number of processes), schedule position, RNG (for --resume);
 OUTPUT_DIR/log.jsonl: one JSON object per logging step.
 """
 
@@ -25,6 +26,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import yaml
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+from torch.distributed.tensor import DTensor
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -75,6 +85,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     precision: str = "bf16"  # bf16 | fp16 (with GradScaler) | fp32: autocast of the forward pass
     grad_checkpointing: bool = False
+    fsdp: bool = False  # several processes: shard the model over them (FSDP2) instead of replicating it (DDP)
     seed: int = 0
     # run
     output_dir: str = ""
@@ -120,13 +131,17 @@ def lr_at(config: TrainConfig, peak: float, epoch: float) -> float:
 def init_distributed() -> tuple[int, int, int]:
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
         return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)  # FSDP and NCCL place their buffers on the current device
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+    return dist.get_rank(), dist.get_world_size(), local_rank
 
 
 def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None) -> MULLaMA:
     finetune = config.phase == "finetune"
     base = base_folder(config.llama_path, config.llama_type)
+    torch.manual_seed(config.seed)  # LoRA's random initialisation: the same on every process and in every run
     llama = load_llama(base, device=device, dtype=getattr(torch, config.base_dtype), w_bias=finetune,
                        w_lora=finetune, lora_rank=config.lora_rank)
     llama.checkpointing = config.grad_checkpointing
@@ -138,7 +153,7 @@ def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None)
     model_config = MULLaMAConfig(phase=config.phase, query_layer=config.query_layer, mert_layers=layers,
                                  mert_dim=hidden, bridge_width=config.bridge_width, lora_rank=config.lora_rank,
                                  prompt_template=config.prompt_template)
-    torch.manual_seed(config.seed)  # the same bridge initialisation on every process
+    torch.manual_seed(config.seed)  # the same bridge initialisation on every process, with or without MERT
     model = MULLaMA(llama, mert, model_config, tokenizer).to(device)
     if config.pretrained_path:
         tensors, _ = read_mu_llama(config.pretrained_path)
@@ -158,14 +173,46 @@ def build_data(config: TrainConfig, tokenizer: Tokenizer, cache: FeatureCache | 
     return mix(datasets, ratios if ratios[0] is not None else None, config.seed)
 
 
-def save(model: MULLaMA, optimizer, position: dict, config: TrainConfig, out: Path):
-    """Trained tensors + optimizer/schedule/RNG state, each written atomically (temp file + rename)."""
-    tensors = {k: v.detach().float() for k, v in model.checkpoint_state().items()}
+def distribute(model: MULLaMA, config: TrainConfig, world: int, local_rank: int, device: str) -> torch.nn.Module:
+    """What the training loop calls: the model itself on one process; with several, a DDP replica of
+    it or, with `fsdp`, the model sharded in place by FSDP2 (its parameters become DTensor shards,
+    so the optimizer is built after this)."""
+    if world == 1:
+        return model
+    if config.fsdp:
+        # One all-gather unit per block; the root unit holds the rest (embeddings, output, bridge).
+        # No MixedPrecisionPolicy: each parameter keeps its dtype (base in base_dtype, trained tensors
+        # fp32, so gradients are reduced in fp32) and autocast casts the compute, as without FSDP.
+        for block in model.llama.layers:
+            fully_shard(block)
+        # MERT stays whole on every process: encode_audio runs it outside forward, where FSDP gathers nothing.
+        fully_shard(model, ignored_params=set(model.mert.parameters()) if model.mert is not None else None)
+        return model
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[local_rank] if device.startswith("cuda") else None, find_unused_parameters=True)
+
+
+def save(model: MULLaMA, optimizer, position: dict, config: TrainConfig, out: Path, rank: int):
+    """Trained tensors + optimizer/schedule/RNG state, each written atomically (temp file + rename).
+    Every process calls it: under FSDP the shards are gathered into full tensors, written by rank 0."""
+    # Only the checkpointed tensors are gathered, never the frozen base (get_model_state_dict would),
+    # one at a time, so that no process holds more than one of them in full on its device.
+    tensors = {}
+    for name, value in model.checkpoint_state().items():
+        value = value.full_tensor() if isinstance(value, DTensor) else value  # a collective under FSDP
+        if rank == 0:
+            tensors[name] = value.detach().float().cpu()
+    optimizer_state = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True,
+                                                                                         cpu_offload=True))
+    if rank != 0:
+        return
     tmp = out / "checkpoint.tmp.safetensors"
     save_mu_llama(tmp, tensors, model.config, train_config=to_plain(config), **position)
     os.replace(tmp, out / "checkpoint.safetensors")
     os.replace(tmp.with_suffix(".json"), out / "checkpoint.json")
-    state = {"optimizer": optimizer.state_dict(), "position": position, "torch_rng": torch.get_rng_state(),
+    state = {"optimizer": optimizer_state, "position": position, "torch_rng": torch.get_rng_state(),
              "python_rng": list(random.getstate()[1])}
     torch.save(state, out / "train_state.tmp.pt")
     os.replace(out / "train_state.tmp.pt", out / "train_state.pt")
@@ -194,6 +241,7 @@ def train(config: TrainConfig, resume: bool = False):
                        feature_shape=(model.config.mert_layers, model.config.mert_dim)),
                        num_workers=config.num_workers, drop_last=True)
 
+    network = distribute(model, config, world, local_rank, device)
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in trained if p.ndim > 1 and not n.endswith(".bias")]
     no_decay = [p for n, p in trained if p.ndim <= 1 or n.endswith(".bias")]
@@ -203,10 +251,12 @@ def train(config: TrainConfig, resume: bool = False):
                                    {"params": no_decay, "weight_decay": 0.0}], lr=peak_lr, betas=config.betas)
     position = {"epoch": 0, "iteration": 0, "step": 0}
     if resume and (out / "train_state.pt").exists():
+        # Every process reads the full tensors; under FSDP each keeps its shard of them.
+        full = StateDictOptions(full_state_dict=True, strict=False)
         tensors, _ = read_mu_llama(out / "checkpoint.safetensors")
-        model.load_state_dict({k: v.to(device) for k, v in tensors.items()}, strict=False)
+        set_model_state_dict(model, tensors, options=full)
         state = torch.load(out / "train_state.pt", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
+        set_optimizer_state_dict(model, optimizer, state["optimizer"], options=full)
         position = state["position"]
         torch.set_rng_state(state["torch_rng"])
         random.setstate((3, tuple(state["python_rng"]), None))
@@ -214,14 +264,10 @@ def train(config: TrainConfig, resume: bool = False):
             print(f"resumed from step {position['step']} (epoch {position['epoch']}, iteration "
                   f"{position['iteration']})", file=sys.stderr)
 
-    network = model
-    if world > 1:
-        frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
-        network = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if device.startswith("cuda") else None, find_unused_parameters=True)
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[config.precision]
-    scaler = torch.amp.GradScaler(enabled=config.precision == "fp16")
+    sharded = isinstance(network, FSDPModule)
+    # Under FSDP each process sees only its shard of the gradients: the scaler agrees on inf/nan over all.
+    scaler = (ShardedGradScaler if sharded else torch.amp.GradScaler)(enabled=config.precision == "fp16")
     device_type = torch.device(device).type
     log_file = out / "log.jsonl"
 
@@ -247,8 +293,10 @@ def train(config: TrainConfig, resume: bool = False):
             means = (batch["layer_means"].to(device) if "layer_means" in batch
                      else model.encode_audio(batch["audio"]).to(device))
             last_micro = (it + 1) % config.accum_iter == 0
-            # gradients are all-reduced once per optimizer step, not per micro-batch
-            with network.no_sync() if world > 1 and not last_micro else contextlib.nullcontext():
+            # gradients are reduced over processes once per optimizer step, not per micro-batch
+            if sharded:
+                network.set_requires_gradient_sync(last_micro)
+            with network.no_sync() if world > 1 and not sharded and not last_micro else contextlib.nullcontext():
                 with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     loss = network(tokens, means, labels)
                 if not math.isfinite(loss.item()):
@@ -277,15 +325,13 @@ def train(config: TrainConfig, resume: bool = False):
                         f.write(json.dumps(record) + "\n")
                     progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
                 tick, tokens_seen, losses = time.perf_counter(), 0, []
-            if rank == 0 and step % config.save_every == 0:
-                save(model, optimizer, position, config, out)
+            if step % config.save_every == 0:
+                save(model, optimizer, position, config, out, rank)
             if config.max_steps is not None and step >= config.max_steps:
-                if rank == 0:
-                    save(model, optimizer, position, config, out)
+                save(model, optimizer, position, config, out, rank)
                 return model
         position = {"epoch": epoch + 1, "iteration": 0, "step": position["step"]}
-    if rank == 0:
-        save(model, optimizer, position, config, out)
+    save(model, optimizer, position, config, out, rank)
     if world > 1:
         dist.barrier()
     return model

@@ -65,20 +65,30 @@ def test_resumed_run_ends_with_the_same_weights(setup, tmp_path):
     assert (tmp_path / "full" / "config.yaml").exists()
 
 
-def test_two_processes_follow_one_process(setup, tmp_path):
-    """2 gloo processes x batch 1 = 1 process x batch 2 (same effective batch and samples)."""
-    _, single = run(setup, tmp_path / "one", "--set", "batch_size=2", "accum_iter=1", "epochs=1")
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                    str(ROOT / "MU-LLaMA" / "train.py"), "--config", str(setup / "config.yaml"), "--output_dir",
-                    str(tmp_path / "two"), "--set", "batch_size=1", "accum_iter=1", "epochs=1"],
-                   check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+@pytest.mark.parametrize("fsdp, phase", [(False, "pretrain"), (True, "pretrain"), (True, "finetune")],
+                         ids=["ddp", "fsdp", "fsdp-finetune"])
+def test_two_processes_follow_one_process(setup, tmp_path, fsdp, phase):
+    """2 gloo processes x batch 1 = 1 process x batch 2 (same effective batch and samples), with
+    gradients accumulated over 2 micro-batches, replicated (DDP) or sharded (FSDP), cut and resumed."""
+    settings = ["accum_iter=2", "epochs=2", f"phase={phase}"]
+    _, single = run(setup, tmp_path / "one", "--set", "batch_size=2", *settings)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(ROOT / "MU-LLaMA" / "train.py"), "--config", str(setup / "config.yaml"), "--output_dir",
+               str(tmp_path / "two"), "--set", "batch_size=1", f"fsdp={fsdp}", *settings]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*command, "max_steps=1"], check=True, capture_output=True, env=env)  # as if killed mid-epoch
+    subprocess.run([*command, "--resume"], check=True, capture_output=True, env=env)
     double = [json.loads(x) for x in (tmp_path / "two" / "log.jsonl").open()]
     assert len(single) == len(double) == 4
     for a, b in zip(single, double, strict=True):
         assert abs(a["loss"] - b["loss"]) < 1e-4 and a["lr"] == pytest.approx(b["lr"])
     one = load_file(tmp_path / "one" / "checkpoint.safetensors")
     two = load_file(tmp_path / "two" / "checkpoint.safetensors")
-    assert all(torch.allclose(one[k], two[k], atol=1e-5) for k in one)
+    # Finetune's LoRA down-projections get tiny gradients while their up-projections are still near 0,
+    # and Adam turns tiny gradients into full steps: rounding differences between a batch of 2 and two
+    # of 1 grow to ~1e-5 there (1 process x batch 1 x 4 micro-batches matches 2 processes exactly).
+    atol = 1e-5 if phase == "pretrain" else 5e-5
+    assert one.keys() == two.keys() and all(torch.allclose(one[k], two[k], atol=atol) for k in one)
 
 
 def test_config_errors_are_clear(setup, tmp_path):
