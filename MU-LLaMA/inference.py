@@ -3,7 +3,8 @@
     python MU-LLaMA/inference.py --model ckpts/checkpoint.pth --llama_dir ckpts/LLaMA \
         --mert_path ckpts/MERT-v1-330M --audio_path song.mp3 --question "Describe the music"
 
-Every --audio_path is asked every --question, all in one batched call.
+Every --audio_path is asked every --question, all in one batched call. `add_model_arguments` and
+`load_model` are shared with the other scripts that load a model (ModelEvaluations/generate_mullama.py).
 """
 
 import argparse
@@ -13,8 +14,9 @@ import torch
 import llama
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512, temperature: float = 0.6,
+                        top_p: float = 0.8):
+    """The upstream model flags, the sampling flags and the run flags."""
     model = parser.add_argument_group("model (upstream flags)")
     model.add_argument("--model", default="./ckpts/checkpoint.pth",
                        help="released checkpoint.pth or a .safetensors written by convert_checkpoint.py/train.py")
@@ -22,12 +24,10 @@ def parse_args(argv=None):
     model.add_argument("--llama_dir", default="./ckpts/LLaMA", help="base LLaMA (Meta or HF format) + tokenizer")
     model.add_argument("--mert_path", default="./ckpts/MERT-v1-330M", help="MERT checkpoint folder")
     model.add_argument("--knn_dir", help="ignored: the ImageBind KNN cache of the original code is not used")
-    parser.add_argument("--audio_path", nargs="+", required=True, help="one or more audio files")
-    parser.add_argument("--question", nargs="+", default=["Describe the Audio"], help="one or more questions")
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--max_gen_len", type=int, default=512)
-    sampling.add_argument("--temperature", type=float, default=0.6, help="0 = greedy")
-    sampling.add_argument("--top_p", type=float, default=0.8)
+    sampling.add_argument("--max_gen_len", type=int, default=max_gen_len)
+    sampling.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
+    sampling.add_argument("--top_p", type=float, default=top_p)
     sampling.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same answers)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -35,14 +35,21 @@ def parse_args(argv=None):
                      help="LLaMA and bridge dtype; auto = bfloat16 on GPU, float32 on CPU (MERT stays float32)")
     run.add_argument("--audio_mode", choices=["full", "upstream"], default="full",
                      help="full: encode the whole clip in 60 s windows; upstream: only its first 60 s")
-    return parser.parse_args(argv)
+
+
+def load_model(args) -> llama.MULLaMA:
+    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
+    return llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
+                      dtype=getattr(torch, dtype), audio_mode=args.audio_mode)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
-    model = llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type,
-                       device=args.device, dtype=getattr(torch, dtype), audio_mode=args.audio_mode)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio_path", nargs="+", required=True, help="one or more audio files")
+    parser.add_argument("--question", nargs="+", default=["Describe the Audio"], help="one or more questions")
+    add_model_arguments(parser)
+    args = parser.parse_args(argv)
+    model = load_model(args)
     clips = {path: llama.load_audio(path) for path in args.audio_path}
     pairs = [(path, q) for path in args.audio_path for q in args.question]
     answers = model.answer([clips[p] for p, _ in pairs], [q for _, q in pairs], max_new_tokens=args.max_gen_len,

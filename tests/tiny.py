@@ -13,7 +13,8 @@ from conftest import random_model, tiny_args
 
 def tiny_mu_llama(phase: str = "finetune", seed: int = 0, query_layer: int = 2) -> MULLaMA:
     """A random MU-LLaMA (32k vocab, so the real SentencePiece tokenizer fits) with open gates,
-    non-zero LoRA and biases, so that every trained tensor changes the output."""
+    non-zero LoRA and biases, so that every trained tensor changes the output, and a loud bridge
+    projection, so that different clips change the answers."""
     finetune = phase == "finetune"
     llama = random_model(tiny_args(vocab_size=32000, max_seq_len=512, w_bias=finetune, w_lora=finetune,
                                    lora_rank=4), seed=seed)
@@ -26,6 +27,8 @@ def tiny_mu_llama(phase: str = "finetune", seed: int = 0, query_layer: int = 2) 
                 p.normal_(0, 0.5)
             if name.endswith(".gate"):  # the release stores gates in fp16: use values it can hold
                 p.copy_(p.half().float())
+        # Random MERT features of different clips differ by a few degrees after the L2 norm.
+        model.mu_mert_proj.weight.mul_(100)
     return model.eval()
 
 

@@ -150,6 +150,18 @@ class SubEpochSampler(torch.utils.data.Sampler):
         return self.per_rank
 
 
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """A seeded permutation of range(n) with no fixed point: clip i answers with clip p[i]."""
+    if n < 2:
+        raise ValueError(f"shuffling audio needs at least 2 distinct clips, got {n}")
+    rng = random.Random(seed)
+    while True:
+        order = list(range(n))
+        rng.shuffle(order)
+        if all(i != j for i, j in enumerate(order)):
+            return order
+
+
 def mix(datasets: list, ratios: list[float] | None, seed: int = 0) -> torch.utils.data.Dataset:
     """Concatenate (ratios None, as the original code), or resample each source so that it makes
     up `ratios[i]` of an epoch of the same total size (fixed, seeded choice)."""

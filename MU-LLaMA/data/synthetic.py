@@ -161,16 +161,6 @@ def fact_accuracy(records: list[dict], answers: list[str], facts: dict) -> dict:
     return {kind: table[kind] for kind in FACT_WORDS if kind in table}
 
 
-def derangement(n: int, seed: int = 0) -> list[int]:
-    """A seeded permutation of range(n) with no fixed point (n >= 2): clip i answers with clip p[i]."""
-    rng = random.Random(seed)
-    while True:
-        order = list(range(n))
-        rng.shuffle(order)
-        if all(i != j for i, j in enumerate(order)):
-            return order
-
-
 def evaluate(model, folder, kinds=None, limit: int | None = None, shuffle_seed: int | None = None,
              batch_size: int = 32, max_new_tokens: int = 24) -> tuple[dict, list[str]]:
     """Greedy answers of `model` (anything with MULLaMA's `answer`) to the held-out questions of a
@@ -178,6 +168,8 @@ def evaluate(model, folder, kinds=None, limit: int | None = None, shuffle_seed: 
     answered with another clip's audio (a seeded derangement of the clips): the control that shows
     whether the answers come from the music."""
     from llama import load_audio
+
+    from data.dataset import derangement
 
     folder = Path(folder)
     records = [r for r in json.loads((folder / "test.json").read_text()) if kinds is None or r["kind"] in kinds]
