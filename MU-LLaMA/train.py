@@ -178,6 +178,8 @@ def distribute(model: MULLaMA, config: TrainConfig, world: int, local_rank: int,
     it or, with `fsdp`, the model sharded in place by FSDP2 (its parameters become DTensor shards,
     so the optimizer is built after this)."""
     if world == 1:
+        if config.fsdp:
+            print("fsdp: true has nothing to shard over in a single process; training unsharded", file=sys.stderr)
         return model
     if config.fsdp:
         # One all-gather unit per block; the root unit holds the rest (embeddings, output, bridge).
