@@ -188,10 +188,13 @@ def rescale_baseline(model: str, layer: int, path: str | None = None) -> tuple[f
     return float(row["F"].iloc[0]), str(file)
 
 
-def corpus_bleu(pairs: list[Pair], order: int) -> float:
-    """Corpus BLEU-`order` (uniform weights up to `order`) over 13a tokens, unsmoothed, in [0, 1]."""
-    bleu = BLEU(max_ngram_order=order, smooth_method="none")
-    return bleu.corpus_score([p.prediction for p in pairs], [[p.reference for p in pairs]]).score / 100
+def bleu_scores(pairs: list[Pair]) -> dict:
+    """Corpus BLEU-1..4 (uniform weights up to n, unsmoothed, in [0, 1]) and sacreBLEU (0-100, its defaults),
+    all from one pass of sacreBLEU's 13a tokenization and clipped n-gram counts."""
+    sacre = BLEU().corpus_score([p.prediction for p in pairs], [[p.reference for p in pairs]])
+    bleu = {f"bleu{n}": BLEU.compute_bleu(sacre.counts[:n], sacre.totals[:n], sacre.sys_len, sacre.ref_len,
+                                          max_ngram_order=n).score / 100 for n in (1, 2, 3, 4)}
+    return {**bleu, "sacrebleu": sacre.score}
 
 
 def sacrebleu_signature() -> str:
@@ -209,10 +212,8 @@ def standard_metrics(pairs: list[Pair], scores: dict[str, np.ndarray], idx: list
                      baseline_f1: float | None) -> dict:
     if not idx:
         return dict.fromkeys(STANDARD_METRICS)
-    chosen = [pairs[i] for i in idx]
     f1 = float(scores["bertscore_f1"][idx].mean())
-    return {**{f"bleu{n}": corpus_bleu(chosen, n) for n in (1, 2, 3, 4)},
-            "sacrebleu": BLEU().corpus_score([p.prediction for p in chosen], [[p.reference for p in chosen]]).score,
+    return {**bleu_scores([pairs[i] for i in idx]),
             "meteor": float(scores["meteor"][idx].mean()), "rougeL_f1": float(scores["rougeL_f1"][idx].mean()),
             "bertscore_f1": f1,
             # Rescaling is linear, so the mean of rescaled F1s is the rescaled mean.
