@@ -186,6 +186,7 @@ def main(argv=None):
     results = {}
     with open(args.output / "per_pair.jsonl", "w") as per_pair:
         for name, (pairs, missing) in paired.items():
+            print(f"{name}: scoring {len(pairs)} pairs ({len(missing)} missing)", file=sys.stderr)
             scores = {**metrics.lexical_scores(pairs, desc=name),
                       **metrics.bertscores(pairs, scorer, args.bertscore_batch_size)}
             results[name] = metrics.summarize(pairs, missing, scores, modes, baseline_f1)
