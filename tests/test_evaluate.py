@@ -268,3 +268,16 @@ def test_cli_end_to_end(tmp_path):
     assert len((out / "per_pair.jsonl").read_text().splitlines()) == 8 + 1 + 10
     table = (out / "results.md").read_text()
     assert "## paper mode" in table and "| constant | captioning | 6 | 0 | 0 |" in table and table in done.stdout
+
+
+def test_cli_paper_mode_only(tmp_path):
+    (tmp_path / "refs.json").write_text(json.dumps([record("1.wav", "What is the tempo?", "Slow, about 70 BPM.")]))
+    (tmp_path / "m.json").write_text(json.dumps({"1.wav": {"What is the tempo?": "It is slow."}}))
+    evaluate.main(["--references", str(tmp_path / "refs.json"), "--predictions", f"m={tmp_path / 'm.json'}",
+                   "--mode", "paper", "--bertscore_model", MINILM, "--bertscore_layer", "6", "--output",
+                   str(tmp_path / "out")])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["m"]) == {"paper", "splits", "settings"} and set(results["m"]["splits"]["qa"]) == {"paper"}
+    assert results["m"]["splits"]["captioning"]["paper"]["pairs"] == 0
+    assert results["m"]["splits"]["captioning"]["paper"]["bleu"] is None
+    assert "## standard mode" not in (tmp_path / "out" / "results.md").read_text()
