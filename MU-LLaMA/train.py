@@ -19,6 +19,7 @@ import os
 import random
 import sys
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -110,6 +111,12 @@ class TrainConfig:
             raise SystemExit(f"{path}: a data entry has an unknown key: {e}") from e
         if "betas" in raw:
             raw["betas"] = tuple(raw["betas"])
+        for f in fields(cls):  # YAML 1.1 reads 1e-3 (no dot) as a string; a number field takes it as a number
+            if isinstance(raw.get(f.name), str) and (f.type is float or float in typing.get_args(f.type)):
+                try:
+                    raw[f.name] = float(raw[f.name])
+                except ValueError:
+                    raise SystemExit(f"{f.name} must be a number, not {raw[f.name]!r}") from None
         config = cls(**raw)
         if config.phase not in ("pretrain", "finetune"):
             raise SystemExit(f"phase must be pretrain or finetune, not {config.phase!r}")

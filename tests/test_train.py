@@ -95,6 +95,10 @@ def test_config_errors_are_clear(setup, tmp_path):
     with pytest.raises(SystemExit, match="unknown config keys \\['learning_rate'\\]"):
         train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(tmp_path), "--set",
                     "learning_rate=1"])
+    with pytest.raises(SystemExit, match="lr must be a number, not 'fast'"):
+        train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(tmp_path), "--set", "lr=fast"])
+    config = train.TrainConfig.load(setup / "config.yaml", train.parse_overrides(["lr=1e-3", "min_lr=0"]))
+    assert config.lr == 1e-3 and isinstance(config.lr, float)  # YAML alone would give the string "1e-3"
     with pytest.raises(SystemExit, match="precision must be"):
         train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(tmp_path), "--set",
                     "precision=int8"])
