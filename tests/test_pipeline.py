@@ -31,3 +31,12 @@ def test_tiny_pipeline_end_to_end(tmp_path):
                           "What instrument is playing?", "--max_gen_len", "8", "--temperature", "0"],
                          check=True, capture_output=True, text=True).stdout
     assert "Q: What instrument is playing?" in out and "\nA: " in out
+    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "eval_synthetic.py"), "--model",
+                            str(tmp_path / "fine" / "checkpoint.safetensors"), "--llama_dir", str(tiny / "LLaMA"),
+                            "--mert_path", str(tiny / "MERT"), "--data", str(tiny / "synthetic"), "--limit", "8",
+                            "--output", str(tmp_path / "eval.json")], check=True, capture_output=True, text=True).stdout
+    assert table.startswith("| question | n | accuracy | with shuffled audio | chance |")
+    scored = json.loads((tmp_path / "eval.json").read_text())
+    asked = json.loads((tiny / "synthetic" / "test.json").read_text())[:8]
+    assert sum(row["n"] for row in scored["own_audio"].values()) == sum(r["kind"] != "caption" for r in asked)
+    assert scored["own_audio"].keys() == scored["shuffled_audio"].keys()
