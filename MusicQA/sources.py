@@ -38,38 +38,39 @@ def musiccaps_clips(folder) -> list[Clip]:
     return clips
 
 
+def read_tsv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and non-empty rows of a tab-separated file (csv's quoting rules: MTT quotes its fields)."""
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = [row for row in csv.reader(f, delimiter="\t") if row]
+    return rows[0], rows[1:]
+
+
 def mtt_clips(folder) -> list[Clip]:
     folder = Path(folder)
-    clips = []
     # annotations_final.csv is tab-separated: clip_id, 188 binary tag columns, mp3_path.
-    with (folder / "annotations_final.csv").open(newline="", encoding="utf-8") as f:
-        rows = csv.reader(f, delimiter="\t")
-        header = next(rows)
-        tags = header[1:-1]
-        for row in rows:
-            if not row:
-                continue
-            positive = [tag for tag, flag in zip(tags, row[1:-1], strict=True) if flag.strip() == "1"]
-            audio = folder / "audios" / Path(row[-1]).name
-            if len(positive) >= MIN_TAGS and audio.exists():
-                clips.append(Clip(row[0], audio, ", ".join(positive), "tags"))
+    header, rows = read_tsv(folder / "annotations_final.csv")
+    tags, clips = header[1:-1], []
+    for row in rows:
+        positive = [tag for tag, flag in zip(tags, row[1:-1], strict=True) if flag.strip() == "1"]
+        audio = folder / "audios" / Path(row[-1]).name
+        if len(positive) >= MIN_TAGS and audio.exists():
+            clips.append(Clip(row[0], audio, ", ".join(positive), "tags"))
     return clips
 
 
 def mtg_clips(folder) -> list[Clip]:
     folder = Path(folder)
-    clips = []
     # TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION, then one tab-separated field per "category---value" tag.
-    with (folder / "raw_30s_cleantags_50artists.tsv").open(newline="", encoding="utf-8") as f:
-        rows = csv.reader(f, delimiter="\t")
-        next(rows)
-        for row in rows:
-            if len(row) < 5:
-                continue
-            path, tags = row[3], [t.split("---", 1)[-1] for t in row[5:] if t.strip()]
-            audio = folder / path
-            if path.split("/")[0] in MTG_FOLDERS and len(tags) >= MIN_TAGS and audio.exists():
-                clips.append(Clip(row[0], audio, ", ".join(tags), "tags"))
+    _, rows = read_tsv(folder / "raw_30s_cleantags_50artists.tsv")
+    clips = []
+    for number, row in enumerate(rows, 2):
+        if len(row) < 5:
+            raise ValueError(f"{folder / 'raw_30s_cleantags_50artists.tsv'}, line {number}: {len(row)} fields, "
+                             "expected TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION and the tags")
+        path, tags = row[3], [t.split("---", 1)[-1] for t in row[5:] if t.strip()]
+        audio = folder / path
+        if path.split("/")[0] in MTG_FOLDERS and len(tags) >= MIN_TAGS and audio.exists():
+            clips.append(Clip(row[0], audio, ", ".join(tags), "tags"))
     return clips
 
 
