@@ -334,10 +334,10 @@ def train(config: TrainConfig, resume: bool = False):
                         f.write(json.dumps(record) + "\n")
                     progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
                 tick, tokens_seen, losses = time.perf_counter(), 0, []
-            if step % config.save_every == 0:
+            stop = config.max_steps is not None and step >= config.max_steps
+            if stop or step % config.save_every == 0:
                 save(model, optimizer, position, config, out, rank)
-            if config.max_steps is not None and step >= config.max_steps:
-                save(model, optimizer, position, config, out, rank)
+            if stop:
                 return model
         position = {"epoch": epoch + 1, "iteration": 0, "step": position["step"]}
     save(model, optimizer, position, config, out, rank)

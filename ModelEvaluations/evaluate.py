@@ -62,11 +62,9 @@ def read_records(path: Path):
 
 
 def read_meta(path: Path) -> dict | None:
-    """The `.meta.json` beside a predictions file: X.meta.json (generate_mullama.py) or X.json.meta.json."""
-    for meta in (path.with_name(path.name.removesuffix(".json") + ".meta.json"), Path(f"{path}.meta.json")):
-        if meta.is_file():
-            return json.loads(meta.read_text())
-    return None
+    """The `.meta.json` that generate_mullama.py writes beside a predictions file X.json: X.meta.json."""
+    meta = path.with_name(path.name.removesuffix(".json") + ".meta.json")
+    return json.loads(meta.read_text()) if meta.is_file() else None
 
 
 def parse_args(argv=None):

@@ -73,7 +73,10 @@ def main(argv=None):
         heard = dict(zip(clips, [clips[j] for j in derangement(len(clips), args.shuffle_seed)], strict=True))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    answers = json.loads(output.read_text()) if output.exists() else {}
+    try:
+        answers = json.loads(output.read_text()) if output.exists() else {}
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{output} is not the JSON this script writes ({e}); move it away to start over") from e
     todo = [(a, q) for a, q in pairs if q not in answers.get(a.name, {})]
     # Pairs of one clip stay together, so each clip is read and encoded once.
     todo.sort(key=lambda pair: (heard[pair[0]].name, pair[1]))

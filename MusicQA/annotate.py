@@ -205,28 +205,27 @@ def ask_lists(llm, clips: list, retries: int, temperatures: tuple[float, float])
 
 
 def ask_items(llm, clips: list, retries: int, temperatures: tuple[float, float]) -> list[dict]:
-    """The same as `ask_lists`, one request per answer and per open question."""
-    n_fixed, n_open = len(FIXED_QUESTIONS), len(ASPECTS)
+    """The same as `ask_lists`, one request per fixed answer, per open question, then per its answer."""
     fixed = ask(llm, [item_request(ITEM_ANSWER, c, question=q) for c in clips for q in FIXED_QUESTIONS],
                 parse_answer, temperatures[0], retries)
     questions = ask(llm, [item_request(ITEM_QUESTION, c, aspect=a) for c in clips for a in ASPECTS],
                     parse_question, temperatures[1], retries)
-    asked = [(i, q[0]) for i, q in enumerate(questions) if q[0] is not None]
-    answers = dict(zip([i for i, _ in asked], ask(llm, [item_request(ITEM_ANSWER, clips[i // n_open], question=q)
-                                                        for i, q in asked], parse_answer, temperatures[1], retries),
-                       strict=True))
+    asked = [i for i, question in enumerate(questions) if question[0] is not None]
+    replies = ask(llm, [item_request(ITEM_ANSWER, clips[i // len(ASPECTS)], question=questions[i][0]) for i in asked],
+                  parse_answer, temperatures[1], retries)
+    answers = dict(zip(asked, replies, strict=True))
     results = []
     for k in range(len(clips)):
-        mine = fixed[k * n_fixed:(k + 1) * n_fixed]
-        pairs = [(questions[i][0], answers[i][0]) for i in range(k * n_open, (k + 1) * n_open) if i in answers]
-        complete = len(pairs) == n_open and all(a is not None for _, a in pairs)
-        raw_open = [questions[i][1] + ("\n" + answers[i][1] if i in answers else "")
-                    for i in range(k * n_open, (k + 1) * n_open)]
-        results.append({"fixed": [f[0] for f in mine] if all(f[0] is not None for f in mine) else None,
-                        "open": pairs if complete else None,
-                        "raw": {"fixed": "\n\n".join(f[1] for f in mine), "open": "\n\n".join(raw_open)},
-                        "tries": {"fixed": max(f[2] for f in mine), "open": max(questions[i][2] for i in
-                                                                                 range(k * n_open, (k + 1) * n_open))}})
+        mine = fixed[k * len(FIXED_QUESTIONS):(k + 1) * len(FIXED_QUESTIONS)]
+        span = range(k * len(ASPECTS), (k + 1) * len(ASPECTS))
+        opened = [(questions[i], answers.get(i, (None, "", 0))) for i in span]
+        results.append({
+            "fixed": None if any(f[0] is None for f in mine) else [f[0] for f in mine],
+            "open": None if any(q[0] is None or a[0] is None for q, a in opened) else [(q[0], a[0]) for q, a in opened],
+            "raw": {"fixed": "\n\n".join(f[1] for f in mine),
+                    "open": "\n\n".join(f"{q[1]}\n{a[1]}".strip() for q, a in opened)},
+            "tries": {"fixed": max(f[2] for f in mine), "open": max(max(q[2], a[2]) for q, a in opened)},
+        })
     return results
 
 
