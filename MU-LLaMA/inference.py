@@ -3,26 +3,36 @@
     python MU-LLaMA/inference.py --model ckpts/checkpoint.pth --llama_dir ckpts/LLaMA \
         --mert_path ckpts/MERT-v1-330M --audio_path song.mp3 --question "Describe the music"
 
-Every --audio_path is asked every --question, all in one batched call. `add_model_arguments` and
-`load_model` are shared with the other scripts that load a model (ModelEvaluations/generate_mullama.py).
+With none of --model, --llama_dir and --mert_path, the demo model that ships in demo/ answers
+(README, "The demo model"). Every --audio_path is asked every --question, all in one batched call.
+`add_model_arguments` and `load_model` are shared with the other scripts that load a model.
 """
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
 import llama
+
+ROOT = Path(__file__).resolve().parents[1]
+# The released model's files, where the upstream instructions put them.
+UPSTREAM_PATHS = {"model": "./ckpts/checkpoint.pth", "llama_dir": "./ckpts/LLaMA", "mert_path": "./ckpts/MERT-v1-330M"}
+# The demo model: trained tensors and encoder in the repository, backbone converted by scripts/install.sh.
+DEMO_PATHS = {"model": str(ROOT / "demo" / "checkpoint.safetensors"),
+              "llama_dir": str(ROOT / "ckpts" / "SmolLM2-135M-Instruct"), "mert_path": str(ROOT / "demo" / "MERT")}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512, temperature: float = 0.6,
                         top_p: float = 0.8):
     """The upstream model flags, the sampling flags and the run flags."""
     model = parser.add_argument_group("model (upstream flags)")
-    model.add_argument("--model", default="./ckpts/checkpoint.pth",
-                       help="released checkpoint.pth or a .safetensors written by convert_checkpoint.py/train.py")
+    model.add_argument("--model", help="released checkpoint.pth or a .safetensors written by convert_checkpoint.py/"
+                       f"train.py (default: {UPSTREAM_PATHS['model']}; the demo model when none of these three is given)")
     model.add_argument("--llama_type", default="7B", help="subfolder of --llama_dir holding the base weights")
-    model.add_argument("--llama_dir", default="./ckpts/LLaMA", help="base LLaMA (Meta or HF format) + tokenizer")
-    model.add_argument("--mert_path", default="./ckpts/MERT-v1-330M", help="MERT checkpoint folder")
+    model.add_argument("--llama_dir", help=f"base LLaMA (Meta or HF format) + tokenizer (default: {UPSTREAM_PATHS['llama_dir']})")
+    model.add_argument("--mert_path", help=f"MERT checkpoint folder (default: {UPSTREAM_PATHS['mert_path']})")
     model.add_argument("--knn_dir", help="ignored: the ImageBind KNN cache of the original code is not used")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--max_gen_len", type=int, default=max_gen_len)
@@ -37,7 +47,20 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
                      help="full: encode the whole clip in 60 s windows; upstream: only its first 60 s")
 
 
+def resolve_model_paths(args) -> None:
+    """Fill --model/--llama_dir/--mert_path: all three unset means the demo model (said on stderr),
+    otherwise each unset one takes the upstream default."""
+    if all(getattr(args, k) is None for k in UPSTREAM_PATHS):
+        print("no --model/--llama_dir/--mert_path given: using the small demo model in demo/ (synthetic music only; "
+              "README 'The demo model')", file=sys.stderr)
+        vars(args).update(DEMO_PATHS)
+    for key, default in UPSTREAM_PATHS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+
+
 def load_model(args) -> llama.MULLaMA:
+    resolve_model_paths(args)
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
     return llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
                       dtype=getattr(torch, dtype), audio_mode=args.audio_mode)

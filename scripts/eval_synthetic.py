@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
 
 import llama  # noqa: E402
 
-from data.synthetic import evaluate  # noqa: E402
+from data.synthetic import compare, markdown_table  # noqa: E402
 
 
 def main(argv=None):
@@ -35,15 +35,10 @@ def main(argv=None):
     parser.add_argument("--output", help="write the table as JSON here too")
     args = parser.parse_args(argv)
     model = llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type)
-    own, _ = evaluate(model, args.data, args.kinds, args.limit, max_new_tokens=args.max_gen_len)
-    shuffled, _ = evaluate(model, args.data, args.kinds, args.limit, shuffle_seed=args.shuffle_seed,
-                           max_new_tokens=args.max_gen_len)
-    print("| question | n | accuracy | with shuffled audio | chance |\n|---|---|---|---|---|")
-    for kind, row in own.items():
-        print(f"| {kind} | {row['n']} | {row['accuracy']:.1%} | {shuffled[kind]['accuracy']:.1%} "
-              f"| {row['chance']:.1%} |")
+    comparison = compare(model, args.data, args.kinds, args.limit, args.shuffle_seed, args.max_gen_len)
+    print(markdown_table(comparison))
     if args.output:
-        Path(args.output).write_text(json.dumps({"own_audio": own, "shuffled_audio": shuffled}, indent=1))
+        Path(args.output).write_text(json.dumps(comparison, indent=1))
 
 
 if __name__ == "__main__":

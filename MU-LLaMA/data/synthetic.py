@@ -188,6 +188,22 @@ def evaluate(model, folder, kinds=None, limit: int | None = None, shuffle_seed: 
     return fact_accuracy(records, answers, facts), answers
 
 
+def compare(model, folder, kinds=None, limit: int | None = None, shuffle_seed: int = 0,
+            max_new_tokens: int = 24) -> dict:
+    """`evaluate` with each clip's own audio and with shuffled audio: {"own_audio", "shuffled_audio"}."""
+    own, _ = evaluate(model, folder, kinds, limit, max_new_tokens=max_new_tokens)
+    shuffled, _ = evaluate(model, folder, kinds, limit, shuffle_seed=shuffle_seed, max_new_tokens=max_new_tokens)
+    return {"own_audio": own, "shuffled_audio": shuffled}
+
+
+def markdown_table(comparison: dict) -> str:
+    lines = ["| question | n | accuracy | with shuffled audio | chance |", "|---|---|---|---|---|"]
+    for kind, row in comparison["own_audio"].items():
+        lines.append(f"| {kind} | {row['n']} | {row['accuracy']:.1%} "
+                     f"| {comparison['shuffled_audio'][kind]['accuracy']:.1%} | {row['chance']:.1%} |")
+    return "\n".join(lines)
+
+
 def make_dataset(out, clips: int = 400, seconds: float = 3.0, test_fraction: float = 0.2, seed: int = 0,
                  per_clip: int = 4) -> dict:
     """Render `clips` clips into out/audios and write train/test MusicQA JSON (split by clip)."""

@@ -2,7 +2,9 @@
 
 "upstream" is byte for byte what the released MU-LLaMA was trained and evaluated on, including
 the Python builtin's repr that the original code put in the Input field by accident; checkpoints
-from the original code must use it. "alpaca" is the clean Alpaca no-input template.
+from the original code must use it. "alpaca" is the clean Alpaca no-input template. "chatml" is
+one user turn in ChatML, the format SmolLM2-Instruct was tuned on (the demo model's backbone);
+its opening `<|im_start|>` is not in the text because that tokenizer's BOS is `<|im_start|>`.
 """
 
 import torch
@@ -20,6 +22,7 @@ TEMPLATES = {
         "Write a response that appropriately completes the request.\n\n"
         "### Instruction:\n{instruction}\n\n### Response:"
     ),
+    "chatml": "user\n{instruction}<|im_end|>\n<|im_start|>assistant\n",
 }
 
 

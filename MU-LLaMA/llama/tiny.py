@@ -53,7 +53,7 @@ def random_transformer(args: ModelArgs, device="cpu", dtype=torch.float32, std: 
 
 
 def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, clips=None, labels=None, steps: int = 0,
-                    **overrides):
+                    batch_size: int = 16, **overrides):
     """A MERT checkpoint folder: config.json, pytorch_model.bin with MERT's own key names
     (weight_g/weight_v), preprocessor_config.json. With `clips` (equal-length waveforms), `labels`
     ({name: class indices per clip}) and `steps`, the encoder first learns to tell those classes
@@ -66,7 +66,7 @@ def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, clips=Non
     torch.manual_seed(seed)
     reference = HubertModel(hubert_config(config)).eval()
     if clips is not None and steps:
-        learn_audio(reference, torch.as_tensor(clips), labels, steps, seed=seed)
+        learn_audio(reference, torch.as_tensor(clips), labels, steps, batch_size=batch_size, seed=seed)
     state = {}
     for key, value in reference.state_dict().items():
         key = key.replace("conv.parametrizations.weight.original0", "conv.weight_g")

@@ -1,0 +1,99 @@
+"""Rebuild the demo MU-LLaMA in demo/ from scratch: synthetic music -> encoder -> features -> train.py -> export.
+
+    .venv/bin/python scripts/build_demo.py                 # the shipped demo (about an hour on 2 CPU cores)
+    .venv/bin/python scripts/build_demo.py --clips 40 --test_clips 8 --audio_steps 2 --set max_steps=2 \\
+        --out outputs/demo-smoke --export outputs/demo-smoke/export    # smoke run (CI)
+
+1. `--clips` synthetic clips of 3 s (MU-LLaMA/data/synthetic.py), every question kind asked of every
+   clip; the first `--test_clips` are held out.
+2. A small MERT-shaped encoder (HuBERT architecture, MERT checkpoint format) learns to tell the
+   training clips' facts apart from its time-averaged hidden states. There is no pretrained MERT
+   offline, so this stands in for MERT's self-supervised pretraining.
+3. Every clip's encoder features are cached (data/cache_features.py): the encoder is frozen from here.
+4. train.py trains the bridge, prefix and gates on SmolLM2-135M-Instruct with configs/demo-pretrain.yaml.
+5. The trained tensors and the encoder are copied to `--export`, and the held-out table (own vs
+   shuffled audio) and the answer on gradio's real sax.wav go to EXPORT/quality.json.
+"""
+
+import argparse
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "MU-LLaMA"))
+
+import llama  # noqa: E402
+from llama.tiny import write_tiny_mert  # noqa: E402
+
+import train  # noqa: E402
+from data.cache_features import build_cache  # noqa: E402
+from data.synthetic import compare, make_dataset, markdown_table  # noqa: E402
+
+# MERT-v1's config fields (llama/tiny.py) at demo size: 7 conv layers of 32 channels, 2 layers of 64.
+# conv_bias + layer norm let the clip's level through the feature extractor (group norm removes it).
+DEMO_ENCODER = dict(hidden_size=64, intermediate_size=128, conv_dim=[32] * 7, conv_bias=True,
+                    feat_extract_norm="layer")
+FACTS = ("instrument", "tempo", "mode", "loudness", "count")
+SAX_QUESTION = "What instrument is playing?"
+
+
+def sax_wav() -> Path:
+    return Path(importlib.util.find_spec("gradio").origin).parent / "media_assets" / "audio" / "sax.wav"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="outputs/demo", help="working folder (data, encoder, cache, training)")
+    parser.add_argument("--export", default="demo", help="where the shipped files go")
+    parser.add_argument("--config", default="configs/demo-pretrain.yaml")
+    parser.add_argument("--llama_dir", default="ckpts/SmolLM2-135M-Instruct")
+    parser.add_argument("--clips", type=int, default=3100)
+    parser.add_argument("--test_clips", type=int, default=100)
+    parser.add_argument("--audio_steps", type=int, default=1500, help="encoder training steps")
+    parser.add_argument("--audio_batch", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="train.py config overrides")
+    args = parser.parse_args(argv)
+    out, export = Path(args.out), Path(args.export)
+
+    data = out / "synthetic"
+    facts = make_dataset(data, clips=args.clips, seconds=3.0, test_fraction=args.test_clips / args.clips,
+                         seed=args.seed, per_clip=len(FACTS) + 1)
+    names = sorted(facts)[args.test_clips:]
+    classes = {k: sorted({f[k] for f in facts.values()}) for k in FACTS}
+    labels = {k: [classes[k].index(facts[n][k]) for n in names] for k in FACTS}
+    if not (out / "MERT" / "pytorch_model.bin").exists():
+        clips = np.stack([llama.load_audio(data / "audios" / n) for n in names])
+        write_tiny_mert(out / "MERT", seed=args.seed, clips=clips, labels=labels, steps=args.audio_steps,
+                        batch_size=args.audio_batch, **DEMO_ENCODER)
+        print(f"encoder trained: {out / 'MERT'}", file=sys.stderr)
+    build_cache(llama.load_mert(out / "MERT"), sorted((data / "audios").glob("*.wav")), out / "cache", batch_size=32)
+
+    overrides = {"llama_path": args.llama_dir, "mert_path": str(out / "MERT"), "feature_cache": str(out / "cache"),
+                 "data": [{"path": str(data / "train.json"), "audio_root": str(data / "audios")}],
+                 "output_dir": str(out / "pretrain"), **train.parse_overrides(args.set)}
+    config = train.TrainConfig.load(args.config, overrides)
+    train.train(config, resume=(out / "pretrain" / "train_state.pt").exists())
+
+    (export / "MERT").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "pretrain" / "checkpoint.safetensors", export / "checkpoint.safetensors")
+    for name in ("config.json", "pytorch_model.bin", "preprocessor_config.json"):
+        shutil.copyfile(out / "MERT" / name, export / "MERT" / name)
+
+    model = llama.load(export / "checkpoint.safetensors", args.llama_dir, export / "MERT")
+    comparison = compare(model, data)
+    sax = model.answer([llama.load_audio(sax_wav())], [SAX_QUESTION], max_new_tokens=32)[0]
+    comparison["sax_wav"] = {"question": SAX_QUESTION, "answer": sax}
+    (export / "quality.json").write_text(json.dumps(comparison, indent=1))
+    print(markdown_table(comparison))
+    print(f"sax.wav, {SAX_QUESTION!r} -> {sax!r}")
+
+
+if __name__ == "__main__":
+    main()
