@@ -10,3 +10,5 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --no-deps -r requirements-nodeps.txt
 "${pip[@]}" --no-deps -e .
 .venv/bin/python scripts/prepare_assets.py
+# The browser test needs system packages: installed when possible, else it fails saying so.
+bash scripts/install_browser.sh || echo "install.sh: no browser installed; tests/test_gradio_app.py will fail" >&2
