@@ -8,7 +8,7 @@
 --input (repeatable; --audio_paths is the upstream name) takes a folder (searched recursively for
 audio files), an audio file, a text file of audio paths (one a line, relative to the text file's
 folder), or a MusicQA JSON/JSONL (its own questions; clips under --audio_root, default its folder).
-Every other clip is asked every --question.
+The clips of the other inputs are each asked every --question.
 
 OUTPUT gets one JSON line per (audio, question):
     {"audio": absolute path, "question", "answer", "seconds": the pair's share of its batch's time,
@@ -49,7 +49,7 @@ from data.dataset import load_records
 
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
 SETTINGS = ("model", "llama_type", "llama_dir", "mert_path", "max_gen_len", "temperature", "top_p", "seed",
-            "audio_mode", "dtype")
+            "audio_mode")
 
 
 def find_pairs(inputs: list[str], questions: list[str], audio_root: str | None) -> list[tuple[str, str]]:
@@ -74,10 +74,11 @@ def find_pairs(inputs: list[str], questions: list[str], audio_root: str | None) 
             clips = [item]
         else:
             try:
-                clips = [item.parent / line.strip() for line in item.read_text().splitlines() if line.strip()]
+                lines = item.read_text(encoding="utf-8").splitlines()
             except UnicodeDecodeError as e:
                 raise SystemExit(f"--input {item} is neither a folder, an audio file, a MusicQA .json/.jsonl "
                                  "nor a text file of audio paths") from e
+            clips = [item.parent / line.strip() for line in lines if line.strip()]  # an absolute line stays so
             if not clips:
                 raise SystemExit(f"--input {item}: the list of audio paths is empty")
         pairs += [(os.path.abspath(clip), q) for clip in clips for q in questions]
@@ -183,7 +184,7 @@ def answer_pairs(model: llama.MULLaMA, pairs: list[tuple[str, str]], output: Pat
                     clips[audio] = llama.load_audio(audio)
                 except llama.AudioError as e:
                     errors[audio] = str(e)
-                    tqdm.write(f"cannot read {audio}: {e}")
+                    tqdm.write(f"error record: {e}")
             ready = [(a, q) for a, q in batch if a in clips]
             answers = model.answer([clips[a] for a, _ in ready], [q for _, q in ready],
                                    max_new_tokens=settings["max_gen_len"], temperature=settings["temperature"],
@@ -250,7 +251,9 @@ def main(argv=None):
           file=sys.stderr)
     if todo:
         model = load_model(args)
-        settings = {key: getattr(args, key) for key in SETTINGS} | {"prompt_template": model.config.prompt_template}
+        dtype = str(model.mu_mert_proj.weight.dtype).removeprefix("torch.")  # what --dtype auto chose
+        settings = {key: getattr(args, key) for key in SETTINGS} | {"dtype": dtype,
+                                                                    "prompt_template": model.config.prompt_template}
         other = sum(r.get("settings", settings) != settings for r in records)
         if other:
             print(f"note: {other} records already written were made with other settings; they are kept",

@@ -88,7 +88,7 @@ def test_every_pair_answered_once_and_unreadable_files_become_error_records(setu
     assert any("empty file" in r["error"] for r in errors) and any("cannot decode" in r["error"] for r in errors)
     settings = answers[0]["settings"]
     assert settings["temperature"] == 0.0 and settings["max_gen_len"] == 8 and settings["audio_mode"] == "full"
-    assert settings["model"].endswith("checkpoint.pth") and settings["seed"] == 0
+    assert settings["model"].endswith("checkpoint.pth") and settings["seed"] == 0 and settings["dtype"] == "float32"
     assert len({r["answer"] for r in answers}) > 1  # answers depend on the clip and question
 
 
@@ -103,7 +103,7 @@ def test_a_killed_run_resumes_without_losing_or_repeating_a_pair(setup, tmp_path
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     # 4 error records come first (unreadable files sort as 0 s long), then answers.
     while process.poll() is None and (not output.exists() or output.read_bytes().count(b"\n") < 6):
-        time.sleep(0.005)
+        time.sleep(0.001)
     process.kill()
     process.wait()
     written = output.read_bytes().count(b"\n")
