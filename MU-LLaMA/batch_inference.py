@@ -26,8 +26,9 @@ OUTPUT and the part files into OUTPUT (one record per pair, an answer preferred 
 by audio then question) and deletes the part files it merged, listing them. A resumed run skips the
 pairs in OUTPUT and in every part file, whatever number of processes wrote them.
 
-Decoding is greedy by default (--temperature 0), so a pair gets the same answer at any --batch_size
-and on any rank; with --temperature > 0 the samples depend on which pairs share a batch.
+Decoding is greedy by default (--temperature 0): in float32 a pair gets the same answer at any
+--batch_size and on any rank; in bf16/fp16 the batch's shape can change rounding and so, rarely, a
+token. With --temperature > 0 the samples depend on which pairs share a batch.
 """
 
 import argparse
@@ -212,7 +213,7 @@ def main(argv=None):
                              "a MusicQA JSON input brings its own questions instead")
     parser.add_argument("--audio_root", help="folder of a MusicQA JSON's audio_name files (default: the JSON's folder)")
     parser.add_argument("--output", required=True, help="JSONL of records; resumed if it exists")
-    parser.add_argument("--batch_size", type=int, default=16, help="(clip, question) pairs per model call")
+    parser.add_argument("--batch_size", type=int, default=16, help="(clip, question) pairs per model call (default 16)")
     parser.add_argument("--retry_errors", action="store_true",
                         help="ask again the pairs whose file could not be read (by default error records count "
                              "as done on resume)")
