@@ -1,0 +1,271 @@
+"""Answer questions about many music files with MU-LLaMA (e.g. caption a collection), into JSONL.
+
+    python MU-LLaMA/batch_inference.py --input songs/ --output captions.jsonl \\
+        [--question "Describe the audio" --question "What is the tempo?"] [model flags of inference.py]
+    torchrun --nproc_per_node 8 MU-LLaMA/batch_inference.py --input songs/ --output captions.jsonl ...
+    python MU-LLaMA/batch_inference.py --output captions.jsonl --merge    # after a torchrun run
+
+--input (repeatable; --audio_paths is the upstream name) takes a folder (searched recursively for
+audio files), an audio file, a text file of audio paths (one a line, relative to the text file's
+folder), or a MusicQA JSON/JSONL (its own questions; clips under --audio_root, default its folder).
+The clips of the other inputs are each asked every --question.
+
+OUTPUT gets one JSON line per (audio, question):
+    {"audio": absolute path, "question", "answer", "seconds": the pair's share of its batch's time,
+     "settings": {model paths, max_gen_len, temperature, top_p, seed, audio_mode, dtype, prompt_template}}
+or, when the file cannot be read (empty, not audio, a format libsndfile cannot decode),
+    {"audio", "question", "error": why}
+and the run goes on. Lines are appended and fsync'd after every batch. Re-running with the same
+OUTPUT resumes: pairs already in it are skipped -- error records count as done unless
+--retry_errors -- and a last line cut short by a kill is dropped.
+
+Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK; one node or several) rank R of W answers the clips at
+positions R, R + W, ... of the input, on cuda:LOCAL_RANK when --device is cuda, into
+OUTPUT.rank{R}-of-{W}.jsonl; no process group is needed. Once every rank has finished, --merge joins
+OUTPUT and the part files into OUTPUT (one record per pair, an answer preferred to an error, sorted
+by audio then question) and deletes the part files it merged, listing them. A resumed run skips the
+pairs in OUTPUT and in every part file, whatever number of processes wrote them.
+
+Decoding is greedy by default (--temperature 0): in float32 a pair gets the same answer at any
+--batch_size and on any rank; in bf16/fp16 the batch's shape can change rounding and so, rarely, a
+token. With --temperature > 0 the samples depend on which pairs share a batch.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import soundfile
+from inference import add_model_arguments, load_model
+from tqdm import tqdm
+
+import llama
+
+from data.dataset import load_records
+
+AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
+SETTINGS = ("model", "llama_type", "llama_dir", "mert_path", "max_gen_len", "temperature", "top_p", "seed",
+            "audio_mode")
+
+
+def find_pairs(inputs: list[str], questions: list[str], audio_root: str | None) -> list[tuple[str, str]]:
+    """The (absolute audio path, question) pairs of the inputs, without repeats, in input order."""
+    pairs = []
+    for item in map(Path, inputs):
+        if not item.exists():
+            raise SystemExit(f"--input {item} does not exist")
+        if item.suffix.lower() in (".json", ".jsonl"):
+            try:
+                records = load_records(item, audio_root)
+            except ValueError as e:
+                raise SystemExit(str(e)) from e
+            pairs += [(os.path.abspath(r.audio), r.question) for r in records if r.audio is not None]
+            continue
+        if item.is_dir():
+            clips = sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            if not clips:
+                raise SystemExit(f"--input {item}: no audio files ({' '.join(sorted(AUDIO_EXTENSIONS))}) in it or "
+                                 "its subfolders")
+        elif item.suffix.lower() in AUDIO_EXTENSIONS:
+            clips = [item]
+        else:
+            try:
+                lines = item.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as e:
+                raise SystemExit(f"--input {item} is neither a folder, an audio file, a MusicQA .json/.jsonl "
+                                 "nor a text file of audio paths") from e
+            clips = [item.parent / line.strip() for line in lines if line.strip()]  # an absolute line stays so
+            if not clips:
+                raise SystemExit(f"--input {item}: the list of audio paths is empty")
+        pairs += [(os.path.abspath(clip), q) for clip in clips for q in questions]
+    return list(dict.fromkeys(pairs))
+
+
+def read_records(path: Path, repair: bool = False) -> list[dict]:
+    """The records of a JSONL file this script wrote. A last line without its newline is a write cut
+    short by a kill: it is ignored, and with `repair` cut off the file (so appending goes on cleanly)."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) < len(data):
+        print(f"{path}: ignoring an incomplete last line (a run was killed while writing it)", file=sys.stderr)
+        if repair:
+            with path.open("r+b") as f:
+                f.truncate(len(complete))
+    records = []
+    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or not {"audio", "question"} <= record.keys():
+            raise SystemExit(f"{path}, line {number} is not a record of batch_inference.py; fix or remove that line")
+        records.append(record)
+    return records
+
+
+def write_records(path: Path, records: list[dict]):
+    """Temporary file + rename: a kill leaves the previous complete file, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def part_path(output: Path, rank: int, world: int) -> Path:
+    return output.with_name(f"{output.name}.rank{rank}-of-{world}.jsonl")
+
+
+def part_files(output: Path) -> list[Path]:
+    return sorted(output.parent.glob(f"{glob.escape(output.name)}.rank*-of-*.jsonl"))
+
+
+def merge(output: Path):
+    parts = part_files(output)
+    if not parts and not output.exists():
+        raise SystemExit(f"nothing to merge: neither {output} nor {output.name}.rank*-of-*.jsonl exist")
+    best: dict[tuple[str, str], dict] = {}
+    for path in [output, *parts]:
+        for record in read_records(path):
+            key = record["audio"], record["question"]
+            # An answer beats an error (the pair was retried); otherwise the later record wins.
+            if "answer" in record or "answer" not in best.get(key, {}):
+                best[key] = record
+    write_records(output, [best[key] for key in sorted(best)])
+    for path in parts:
+        path.unlink()
+    answers = sum("answer" in r for r in best.values())
+    print(f"{output}: {len(best)} records ({answers} answers, {len(best) - answers} errors); merged and deleted "
+          f"{len(parts)} part files: {' '.join(p.name for p in parts) or '-'}", file=sys.stderr)
+
+
+def duration(path: str) -> float:
+    """Seconds of audio from the file header (no decoding); 0 for a file soundfile cannot open."""
+    try:
+        return soundfile.info(path).duration
+    except (RuntimeError, OSError):
+        return 0.0
+
+
+def make_batches(pairs: list[tuple[str, str]], batch_size: int) -> list[list[tuple[str, str]]]:
+    """Model calls of at most `batch_size` pairs. A clip's questions share a call where they fit, so
+    the clip is read and encoded once; clips go shortest first, so clips of equal length share a
+    call (MERT batches equal-length windows together) and long clips do not pad short ones' memory."""
+    questions: dict[str, list[str]] = {}
+    for audio, question in pairs:
+        questions.setdefault(audio, []).append(question)
+    batches, current = [], []
+    for audio in sorted(questions, key=lambda a: (duration(a), a)):
+        for i in range(0, len(questions[audio]), batch_size):
+            part = [(audio, q) for q in questions[audio][i:i + batch_size]]
+            if len(current) + len(part) > batch_size:
+                batches.append(current)
+                current = []
+            current += part
+    return batches + [current] if current else batches
+
+
+def answer_pairs(model: llama.MULLaMA, pairs: list[tuple[str, str]], output: Path, batch_size: int,
+                 settings: dict, desc: str = "answering") -> Counter:
+    """Answer `pairs`, appending their records to `output` after every batch; returns the counts."""
+    left = Counter(audio for audio, _ in pairs)  # pairs still to answer per clip, for the clips/s bar
+    counts = Counter()
+    progress = tqdm(total=len(left), unit="clip", desc=desc)
+    with output.open("a", encoding="utf-8") as f:
+        for batch in make_batches(pairs, batch_size):
+            start = time.perf_counter()
+            clips, errors = {}, {}
+            for audio in dict.fromkeys(a for a, _ in batch):
+                try:
+                    clips[audio] = llama.load_audio(audio)
+                except llama.AudioError as e:
+                    errors[audio] = str(e)
+                    tqdm.write(f"error record: {e}")
+            ready = [(a, q) for a, q in batch if a in clips]
+            answers = model.answer([clips[a] for a, _ in ready], [q for _, q in ready],
+                                   max_new_tokens=settings["max_gen_len"], temperature=settings["temperature"],
+                                   top_p=settings["top_p"], seed=settings["seed"]) if ready else []
+            share = round((time.perf_counter() - start) / max(len(ready), 1), 4)
+            records = [{"audio": a, "question": q, "answer": text, "seconds": share, "settings": settings}
+                       for (a, q), text in zip(ready, answers, strict=True)]
+            records += [{"audio": a, "question": q, "error": errors[a]} for a, q in batch if a in errors]
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+            counts.update(answers=len(ready), errors=len(batch) - len(ready))
+            left.subtract(a for a, _ in batch)
+            progress.update(sum(left[a] == 0 for a in dict.fromkeys(a for a, _ in batch)))
+    progress.close()
+    return counts
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", "--audio_paths", dest="input", nargs="+", action="extend",
+                        help="folder, audio file, text file of audio paths, or MusicQA .json/.jsonl (repeatable)")
+    parser.add_argument("--question", "--questions", dest="question", nargs="+", action="extend",
+                        help="asked about every clip (repeatable; default: 'Describe the Audio', as upstream); "
+                             "a MusicQA JSON input brings its own questions instead")
+    parser.add_argument("--audio_root", help="folder of a MusicQA JSON's audio_name files (default: the JSON's folder)")
+    parser.add_argument("--output", required=True, help="JSONL of records; resumed if it exists")
+    parser.add_argument("--batch_size", type=int, default=16, help="(clip, question) pairs per model call (default 16)")
+    parser.add_argument("--retry_errors", action="store_true",
+                        help="ask again the pairs whose file could not be read (by default error records count "
+                             "as done on resume)")
+    parser.add_argument("--merge", action="store_true",
+                        help="only join OUTPUT and its part files from a torchrun run into OUTPUT (no model)")
+    add_model_arguments(parser, max_gen_len=256, temperature=0.0, top_p=1.0)
+    args = parser.parse_args(argv)
+    output = Path(args.output)
+    if args.merge:
+        return merge(output)
+    if not args.input:
+        parser.error("--input is required (or --merge)")
+    if args.batch_size < 1:
+        parser.error("--batch_size must be at least 1")
+    is_json = [Path(i).suffix.lower() in (".json", ".jsonl") for i in args.input]
+    if args.question and all(is_json):
+        parser.error("--question is not used with a MusicQA JSON input: its records bring the questions")
+    pairs = find_pairs(args.input, args.question or ["Describe the Audio"], args.audio_root)
+
+    rank, world, local_rank = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1),
+                                                                       ("LOCAL_RANK", 0)))
+    if args.device == "cuda":
+        args.device = f"cuda:{local_rank}"
+    mine = set(list(dict.fromkeys(a for a, _ in pairs))[rank::world])
+    own = output if world == 1 else part_path(output, rank, world)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    records = read_records(own, repair=True)
+    if args.retry_errors and any("error" in r for r in records):
+        write_records(own, [r for r in records if "error" not in r])
+    for path in {output, *part_files(output)} - {own}:
+        records += read_records(path)
+    done = {(r["audio"], r["question"]) for r in records if "answer" in r or not args.retry_errors}
+    todo = [(a, q) for a, q in pairs if a in mine and (a, q) not in done]
+    shard = f"rank {rank} of {world}: " if world > 1 else ""
+    print(f"{shard}{len(mine)} clips, {sum(a in mine for a, _ in pairs)} pairs, {len(todo)} to answer into {own}",
+          file=sys.stderr)
+    if todo:
+        model = load_model(args)
+        dtype = str(model.mu_mert_proj.weight.dtype).removeprefix("torch.")  # what --dtype auto chose
+        settings = {key: getattr(args, key) for key in SETTINGS} | {"dtype": dtype,
+                                                                    "prompt_template": model.config.prompt_template}
+        other = sum(r.get("settings", settings) != settings for r in records)
+        if other:
+            print(f"note: {other} records already written were made with other settings; they are kept",
+                  file=sys.stderr)
+        counts = answer_pairs(model, todo, own, args.batch_size, settings, desc=f"{shard}answering")
+        print(f"{shard}{counts['answers']} answers, {counts['errors']} errors written to {own}", file=sys.stderr)
+    if world > 1 and rank == 0:
+        print(f"when every rank has finished: python {sys.argv[0]} --output {output} --merge", file=sys.stderr)
+    elif world == 1 and part_files(output):
+        print(f"part files of a torchrun run lie beside {output}: join them with --merge", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
