@@ -7,43 +7,59 @@
 1. `--clips` synthetic clips of 3 s (MU-LLaMA/data/synthetic.py), every question kind asked of every
    clip; the first `--test_clips` are held out.
 2. A small MERT-shaped encoder (HuBERT architecture, MERT checkpoint format) learns to tell the
-   training clips' facts apart from its time-averaged hidden states. There is no pretrained MERT
-   offline, so this stands in for MERT's self-supervised pretraining.
+   training clips' facts apart from its time-averaged hidden states (on random 1.5 s excerpts), and
+   its output is standardised (llama/tiny.py). There is no pretrained MERT offline, so this stands
+   in for MERT's self-supervised pretraining.
 3. Every clip's encoder features are cached (data/cache_features.py): the encoder is frozen from here.
 4. train.py trains the bridge, prefix and gates on SmolLM2-135M-Instruct with configs/demo-pretrain.yaml.
-5. The trained tensors and the encoder are copied to `--export`, and the held-out table (own vs
-   shuffled audio) and the answer on gradio's real sax.wav go to EXPORT/quality.json.
+5. The trained tensors and the encoder are copied to `--export`, with two example clips (examples/);
+   the held-out table (own vs shuffled audio) and the answer on gradio's real sax.wav go to
+   EXPORT/quality.json.
 """
 
 import argparse
 import importlib.util
 import json
+import random
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 
 import llama  # noqa: E402
+from llama.audio import SAMPLE_RATE  # noqa: E402
 from llama.tiny import write_tiny_mert  # noqa: E402
 
 import train  # noqa: E402
 from data.cache_features import build_cache  # noqa: E402
-from data.synthetic import compare, make_dataset, markdown_table  # noqa: E402
+from data.synthetic import FAMILIES, TEMPI, compare, compose, make_dataset, markdown_table  # noqa: E402
+from data.synthetic import random_facts, render  # noqa: E402
 
 # MERT-v1's config fields (llama/tiny.py) at demo size: 7 conv layers of 32 channels, 2 layers of 64.
-# conv_bias + layer norm let the clip's level through the feature extractor (group norm removes it).
-DEMO_ENCODER = dict(hidden_size=64, intermediate_size=128, conv_dim=[32] * 7, conv_bias=True,
-                    feat_extract_norm="layer")
+DEMO_ENCODER = dict(hidden_size=64, intermediate_size=128, conv_dim=[32] * 7)
 FACTS = ("instrument", "tempo", "mode", "loudness", "count")
 SAX_QUESTION = "What instrument is playing?"
+# Clips that ship in EXPORT/examples for the README's commands: (family, tempo, mode), one instrument, 6 s.
+EXAMPLES = [("flute", "slow", "minor"), ("piano", "fast", "major")]
 
 
 def sax_wav() -> Path:
     return Path(importlib.util.find_spec("gradio").origin).parent / "media_assets" / "audio" / "sax.wav"
+
+
+def write_examples(folder: Path, seconds: float = 6.0):
+    folder.mkdir(parents=True, exist_ok=True)
+    for family, tempo, mode in EXAMPLES:
+        rng = random.Random(f"{family}-{tempo}-{mode}")
+        facts = random_facts(rng) | {"instrument": family, "program": FAMILIES[family][0], "tempo": tempo,
+                                     "bpm": sum(TEMPI[tempo]) // 2, "mode": mode, "count": 1}
+        audio = render(compose(facts, seconds, rng), seconds)
+        soundfile.write(folder / f"{family}-{tempo}-{mode}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
 
 
 def main(argv=None):
@@ -55,7 +71,8 @@ def main(argv=None):
     parser.add_argument("--clips", type=int, default=3100)
     parser.add_argument("--test_clips", type=int, default=100)
     parser.add_argument("--audio_steps", type=int, default=1500, help="encoder training steps")
-    parser.add_argument("--audio_batch", type=int, default=16)
+    parser.add_argument("--audio_batch", type=int, default=32)
+    parser.add_argument("--audio_crop", type=float, default=1.5, help="seconds of each clip heard per encoder step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="train.py config overrides")
@@ -71,7 +88,8 @@ def main(argv=None):
     if not (out / "MERT" / "pytorch_model.bin").exists():
         clips = np.stack([llama.load_audio(data / "audios" / n) for n in names])
         write_tiny_mert(out / "MERT", seed=args.seed, clips=clips, labels=labels, steps=args.audio_steps,
-                        batch_size=args.audio_batch, **DEMO_ENCODER)
+                        batch_size=args.audio_batch, crop=round(args.audio_crop * SAMPLE_RATE),
+                        standardize=True, **DEMO_ENCODER)
         print(f"encoder trained: {out / 'MERT'}", file=sys.stderr)
     build_cache(llama.load_mert(out / "MERT"), sorted((data / "audios").glob("*.wav")), out / "cache", batch_size=32)
 
@@ -82,9 +100,11 @@ def main(argv=None):
     train.train(config, resume=(out / "pretrain" / "train_state.pt").exists())
 
     (export / "MERT").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / "pretrain" / "checkpoint.safetensors", export / "checkpoint.safetensors")
+    for name in ("checkpoint.safetensors", "checkpoint.json"):
+        shutil.copyfile(out / "pretrain" / name, export / name)
     for name in ("config.json", "pytorch_model.bin", "preprocessor_config.json"):
         shutil.copyfile(out / "MERT" / name, export / "MERT" / name)
+    write_examples(export / "examples")
 
     model = llama.load(export / "checkpoint.safetensors", args.llama_dir, export / "MERT")
     comparison = compare(model, data)

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/eval_synthetic.py --model outputs/tiny/pretrain/checkpoint.safetensors \\
         --llama_dir outputs/tiny/LLaMA --mert_path outputs/tiny/MERT --data outputs/tiny/synthetic
+    .venv/bin/python scripts/eval_synthetic.py --data outputs/demo/synthetic     # the demo model
 
 Every test question of the set (MU-LLaMA/data/synthetic.py) is answered greedily twice: with its
 own clip, and with another clip's audio (a seeded derangement). An answer is right when it names
@@ -17,16 +18,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
 
 import llama  # noqa: E402
+from inference import resolve_model_paths  # noqa: E402
 
 from data.synthetic import compare, markdown_table  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--llama_dir", required=True)
+    parser.add_argument("--model", help="none of --model/--llama_dir/--mert_path: the demo model (as inference.py)")
+    parser.add_argument("--llama_dir")
     parser.add_argument("--llama_type", default="7B")
-    parser.add_argument("--mert_path", required=True)
+    parser.add_argument("--mert_path")
     parser.add_argument("--data", required=True, help="folder written by data/synthetic.py (test.json, facts.json)")
     parser.add_argument("--kinds", nargs="+", help="question kinds to score (default: all)")
     parser.add_argument("--limit", type=int, help="score only the first N test questions")
@@ -34,6 +36,7 @@ def main(argv=None):
     parser.add_argument("--max_gen_len", type=int, default=24)
     parser.add_argument("--output", help="write the table as JSON here too")
     args = parser.parse_args(argv)
+    resolve_model_paths(args)
     model = llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type)
     comparison = compare(model, args.data, args.kinds, args.limit, args.shuffle_seed, args.max_gen_len)
     print(markdown_table(comparison))

@@ -216,8 +216,9 @@ def make_dataset(out, clips: int = 400, seconds: float = 3.0, test_fraction: flo
         name = f"{i:06d}.wav"
         clip_facts = random_facts(rng)
         path = out / "audios" / name
-        if not path.exists():
-            soundfile.write(path, render(compose(clip_facts, seconds, rng), seconds), SAMPLE_RATE)
+        midi = compose(clip_facts, seconds, rng)  # always: composing draws from rng, so the next clips' facts
+        if not path.exists():                     # stay those of a first run when files are reused
+            soundfile.write(path, render(midi, seconds), SAMPLE_RATE)
         facts[name] = {k: clip_facts[k] for k in ("instrument", "tempo", "mode", "loudness", "count", "bpm")}
         (test if i < n_test else train).extend(qa_records(name, clip_facts, rng, per_clip))
     for split, records in (("train", train), ("test", test)):

@@ -53,11 +53,12 @@ def random_transformer(args: ModelArgs, device="cpu", dtype=torch.float32, std: 
 
 
 def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, clips=None, labels=None, steps: int = 0,
-                    batch_size: int = 16, **overrides):
+                    batch_size: int = 16, crop: int | None = None, standardize: bool = False, **overrides):
     """A MERT checkpoint folder: config.json, pytorch_model.bin with MERT's own key names
     (weight_g/weight_v), preprocessor_config.json. With `clips` (equal-length waveforms), `labels`
     ({name: class indices per clip}) and `steps`, the encoder first learns to tell those classes
-    apart (a stand-in for MERT's pretraining). Returns the HubertModel holding the weights."""
+    apart (a stand-in for MERT's pretraining); `crop` and `standardize` as in `learn_audio` and
+    `standardize_output`. Returns the HubertModel holding the weights."""
     from transformers import HubertModel
 
     folder = Path(folder)
@@ -66,7 +67,9 @@ def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, clips=Non
     torch.manual_seed(seed)
     reference = HubertModel(hubert_config(config)).eval()
     if clips is not None and steps:
-        learn_audio(reference, torch.as_tensor(clips), labels, steps, batch_size=batch_size, seed=seed)
+        learn_audio(reference, torch.as_tensor(clips), labels, steps, batch_size=batch_size, seed=seed, crop=crop)
+    if clips is not None and standardize:
+        standardize_output(reference, torch.as_tensor(clips))
     state = {}
     for key, value in reference.state_dict().items():
         key = key.replace("conv.parametrizations.weight.original0", "conv.weight_g")
@@ -145,18 +148,24 @@ def learn_text(model: Transformer, encoded: list[torch.Tensor], steps: int, batc
 
 
 def learn_audio(encoder, clips: torch.Tensor, labels: dict[str, list[int]], steps: int, batch_size: int = 16,
-                lr: float = 2e-3, seed: int = 0):
+                lr: float = 2e-3, seed: int = 0, crop: int | None = None):
     """Train a HubertModel so that the time-mean of its hidden states predicts each label set
-    (one linear head per set, discarded afterwards), in place."""
+    (one head per set, discarded afterwards), in place. The heads see batch-normalised features:
+    clips differ by little next to what all clips share, and unscaled, the heads learn too slowly
+    for the encoder to learn anything. With `crop` (samples), each step hears a random excerpt."""
     rng = random.Random(seed)
     targets = {name: torch.tensor(values) for name, values in labels.items()}
-    heads = torch.nn.ModuleDict({name: torch.nn.Linear(encoder.config.hidden_size, int(t.max()) + 1)
+    width = encoder.config.hidden_size
+    heads = torch.nn.ModuleDict({name: torch.nn.Sequential(torch.nn.BatchNorm1d(width, affine=False),
+                                                           torch.nn.Linear(width, int(t.max()) + 1))
                                  for name, t in targets.items()})
     optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=lr, weight_decay=0.0)
     encoder.train()
     for _ in range(steps):
         batch = rng.sample(range(len(clips)), min(batch_size, len(clips)))
-        states = encoder(clips[batch], output_hidden_states=True)
+        starts = [rng.randrange(clips.shape[1] - crop + 1) if crop else 0 for _ in batch]
+        audio = torch.stack([clips[i, s: s + crop] if crop else clips[i] for i, s in zip(batch, starts)])
+        states = encoder(audio, output_hidden_states=True)
         pooled = torch.stack([h.mean(dim=1) for h in (*states.hidden_states[1:-1], states.last_hidden_state)]).mean(0)
         loss = sum(F.cross_entropy(head(pooled), targets[name][batch]) for name, head in heads.items())
         optimizer.zero_grad()
@@ -164,3 +173,17 @@ def learn_audio(encoder, clips: torch.Tensor, labels: dict[str, list[int]], step
         optimizer.step()
     encoder.eval()
     return loss.item()
+
+
+@torch.no_grad()
+def standardize_output(encoder, clips: torch.Tensor, batch_size: int = 64):
+    """Fold a per-channel standardisation of the clips' time-averaged last hidden state into the
+    encoder's final LayerNorm (exact: its affine map is per channel), in place. The bridge then
+    receives features that vary between clips by about 1 per channel instead of by a few hundredths."""
+    encoder.eval()
+    means = torch.cat([encoder(clips[i: i + batch_size]).last_hidden_state.mean(dim=1)
+                       for i in range(0, len(clips), batch_size)])
+    norm = encoder.encoder.layer_norm
+    std = means.std(dim=0).clamp(min=1e-6)
+    norm.bias.copy_((norm.bias - means.mean(dim=0)) / std)
+    norm.weight.div_(std)
