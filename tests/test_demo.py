@@ -19,7 +19,7 @@ DEMO = ROOT / "demo"
 
 
 def readme_main_command() -> str:
-    """The first command of the README's main-job section that uses no model flag: the demo's."""
+    """The first inference.py command of the README's main-job section without model flags: the demo's."""
     section = (ROOT / "README.md").read_text().split("## The main job", 1)[1]
     commands = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
     demo = [c.replace("\\\n", " ") for c in commands if "inference.py" in c and "--model" not in c]
@@ -57,11 +57,12 @@ def test_readme_main_command_answers_within_a_minute():
 def test_rebuild_script_smoke(tmp_path):
     out, export = tmp_path / "work", tmp_path / "export"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build_demo.py"), "--out", str(out), "--export",
-                    str(export), "--clips", "24", "--test_clips", "4", "--audio_steps", "2", "--set", "max_steps=2",
-                    "log_every=1"], check=True, capture_output=True, cwd=ROOT, timeout=600)
+                    str(export), "--clips", "24", "--test_clips", "4", "--audio_steps", "2",
+                    "--set", "max_steps=2", "log_every=1"], check=True, capture_output=True, cwd=ROOT, timeout=600)
     assert {p.name for p in export.rglob("*") if p.is_file()} >= {
         "checkpoint.safetensors", "config.json", "pytorch_model.bin", "preprocessor_config.json", "quality.json"}
     assert json.loads((out / "pretrain" / "checkpoint.json").read_text())["step"] == 2
+    assert (export / "checkpoint.json").read_text() == (out / "pretrain" / "checkpoint.json").read_text()
     quality = json.loads((export / "quality.json").read_text())
     assert {"instrument", "tempo", "mode"} <= quality["own_audio"].keys()
     assert quality["sax_wav"]["answer"]
