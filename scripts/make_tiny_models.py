@@ -51,7 +51,7 @@ if __name__ == "__main__":
     clips = np.stack([load_audio(out / "synthetic" / "audios" / n) for n in names])
     labels = {k: [sorted({f[k] for f in facts.values()}).index(facts[n][k]) for n in names]
               for k in ("instrument", "tempo", "mode", "loudness")}
-    write_tiny_mert(out / "MERT", seed=args.seed, clips=clips, labels=labels, steps=args.audio_steps)
+    write_tiny_mert(out / "MERT", seed=args.seed, clips=clips, labels=labels, steps=args.audio_steps, standardize=True)
     # The tiny configs train from cached features: MERT is frozen, so each clip is encoded once.
     build_cache(load_mert(out / "MERT"), sorted((out / "synthetic" / "audios").glob("*.wav")), out / "cache",
                 batch_size=32)
