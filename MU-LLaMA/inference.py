@@ -18,7 +18,8 @@ import llama
 
 ROOT = Path(__file__).resolve().parents[1]
 # The released model's files, where the upstream instructions put them.
-UPSTREAM_PATHS = {"model": "./ckpts/checkpoint.pth", "llama_dir": "./ckpts/LLaMA", "mert_path": "./ckpts/MERT-v1-330M"}
+UPSTREAM_PATHS = {"model": "./ckpts/checkpoint.pth", "llama_dir": "./ckpts/LLaMA",
+                  "mert_path": "./ckpts/MERT-v1-330M"}
 # The demo model: trained tensors and encoder in the repository, backbone converted by scripts/install.sh.
 DEMO_PATHS = {"model": str(ROOT / "demo" / "checkpoint.safetensors"),
               "llama_dir": str(ROOT / "ckpts" / "SmolLM2-135M-Instruct"), "mert_path": str(ROOT / "demo" / "MERT")}
@@ -28,10 +29,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
                         top_p: float = 0.8):
     """The upstream model flags, the sampling flags and the run flags."""
     model = parser.add_argument_group("model (upstream flags)")
-    model.add_argument("--model", help="released checkpoint.pth or a .safetensors written by convert_checkpoint.py/"
-                       f"train.py (default: {UPSTREAM_PATHS['model']}; the demo model when none of these three is given)")
+    model.add_argument("--model", help="released checkpoint.pth or a .safetensors written by convert_checkpoint.py "
+                       f"or train.py (default: {UPSTREAM_PATHS['model']}; with none of --model, --llama_dir and "
+                       "--mert_path: the demo model)")
     model.add_argument("--llama_type", default="7B", help="subfolder of --llama_dir holding the base weights")
-    model.add_argument("--llama_dir", help=f"base LLaMA (Meta or HF format) + tokenizer (default: {UPSTREAM_PATHS['llama_dir']})")
+    model.add_argument("--llama_dir",
+                       help=f"base LLaMA (Meta or HF format) + tokenizer (default: {UPSTREAM_PATHS['llama_dir']})")
     model.add_argument("--mert_path", help=f"MERT checkpoint folder (default: {UPSTREAM_PATHS['mert_path']})")
     model.add_argument("--knn_dir", help="ignored: the ImageBind KNN cache of the original code is not used")
     sampling = parser.add_argument_group("sampling")

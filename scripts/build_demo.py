@@ -31,14 +31,14 @@ import soundfile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 
+import train  # noqa: E402
+
 import llama  # noqa: E402
 from llama.audio import SAMPLE_RATE  # noqa: E402
 from llama.tiny import write_tiny_mert  # noqa: E402
 
-import train  # noqa: E402
 from data.cache_features import build_cache  # noqa: E402
-from data.synthetic import FAMILIES, TEMPI, compare, compose, make_dataset, markdown_table  # noqa: E402
-from data.synthetic import random_facts, render  # noqa: E402
+from data.synthetic import FAMILIES, TEMPI, compare, compose, make_dataset, markdown_table, random_facts, render  # noqa: E402
 
 # MERT-v1's config fields (llama/tiny.py) at demo size: 7 conv layers of 32 channels, 2 layers of 64.
 DEMO_ENCODER = dict(hidden_size=64, intermediate_size=128, conv_dim=[32] * 7)

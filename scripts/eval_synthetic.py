@@ -17,8 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
 
-import llama  # noqa: E402
 from inference import resolve_model_paths  # noqa: E402
+
+import llama  # noqa: E402
 
 from data.synthetic import compare, markdown_table  # noqa: E402
 

@@ -164,7 +164,7 @@ def learn_audio(encoder, clips: torch.Tensor, labels: dict[str, list[int]], step
     for _ in range(steps):
         batch = rng.sample(range(len(clips)), min(batch_size, len(clips)))
         starts = [rng.randrange(clips.shape[1] - crop + 1) if crop else 0 for _ in batch]
-        audio = torch.stack([clips[i, s: s + crop] if crop else clips[i] for i, s in zip(batch, starts)])
+        audio = torch.stack([clips[i, s: s + crop] if crop else clips[i] for i, s in zip(batch, starts, strict=True)])
         states = encoder(audio, output_hidden_states=True)
         pooled = torch.stack([h.mean(dim=1) for h in (*states.hidden_states[1:-1], states.last_hidden_state)]).mean(0)
         loss = sum(F.cross_entropy(head(pooled), targets[name][batch]) for name, head in heads.items())
