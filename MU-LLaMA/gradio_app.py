@@ -14,8 +14,6 @@ import argparse
 import functools
 import importlib.util
 import queue
-import random
-import tempfile
 import threading
 from pathlib import Path
 
@@ -26,9 +24,9 @@ from inference import add_model_arguments, load_model
 from llama import AudioError, load_audio
 from llama.prompt import extract_answer
 
-from data.synthetic import SAMPLE_RATE, compose, random_facts, render
-
 SAX = Path(importlib.util.find_spec("gradio").origin).parent / "media_assets" / "audio" / "sax.wav"
+EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
+QUESTIONS = ["What instrument is playing?", "Is the tempo slow or fast?"]
 HISTORY_NOTE = ("The released model was trained on single questions: it has never seen a conversation, so "
                 "answering each question on its own is the faithful setting. When this is on, each earlier "
                 "question and answer about this clip goes before your question as two lines, "
@@ -133,22 +131,19 @@ def new_conversation():
     return [], []
 
 
-def example_rows(folder: Path) -> tuple[list[list[str]], list[str]]:
-    """gradio's saxophone recording, and two synthetic clips whose facts are known (the demo model's
-    kind of music; rendering takes a fraction of a second). Returns (rows, labels)."""
+def example_rows() -> tuple[list[list[str]], list[str]]:
+    """gradio's saxophone recording, and the synthetic clips that ship with the demo model (named
+    family-tempo-mode: the demo model's kind of music). Returns (rows, labels)."""
     rows, labels = [[str(SAX), "Describe the music in detail"]], ["saxophone (ships with gradio)"]
-    for seed, question in [(0, "What instrument is playing?"), (1, "Is the tempo slow or fast?")]:
-        facts = random_facts(random.Random(seed))
-        path = folder / f"synthetic-{seed}.wav"
-        soundfile.write(path, render(compose(facts, 8.0, random.Random(seed)), 8.0), SAMPLE_RATE)
+    for path, question in zip(sorted(EXAMPLES.glob("*.wav")), QUESTIONS, strict=False):
         rows.append([str(path), question])
-        labels.append(f"synthetic: {facts['tempo']} {facts['mode']} {facts['instrument']}")
+        labels.append("synthetic: " + path.stem.replace("-", " "))
     return rows, labels
 
 
 def build_app(model, args) -> gr.Blocks:
     """The demo's page and queue around a loaded model; `args` as parsed by build_parser()."""
-    rows, labels = example_rows(Path(tempfile.mkdtemp(prefix="mu-llama-examples-")))
+    rows, labels = example_rows()
     with gr.Blocks(title="MU-LLaMA") as demo:
         gr.Markdown("# MU-LLaMA\nUpload or record music, then ask about it. A new clip starts a new conversation.")
         turns = gr.State([])

@@ -151,3 +151,10 @@ def test_earlier_turns_go_before_the_question():
     assert gradio_app.with_history("Key?", turns) == ("Earlier question: What instrument?\nEarlier answer: A piano.\n"
                                                       "Earlier question: Tempo?\nEarlier answer: Slow.\nKey?")
     assert gradio_app.with_history("Key?", []) == "Key?"
+
+
+def test_examples_are_files_that_ship():
+    rows, labels = gradio_app.example_rows()
+    assert len(rows) == len(labels) == 3
+    assert all(Path(path).is_file() for path, _ in rows)
+    assert labels[1:] == ["synthetic: flute slow minor", "synthetic: piano fast major"]
