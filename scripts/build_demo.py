@@ -37,8 +37,8 @@ import llama  # noqa: E402
 from llama.audio import SAMPLE_RATE  # noqa: E402
 from llama.tiny import write_tiny_mert  # noqa: E402
 
+from data import synthetic  # noqa: E402
 from data.cache_features import build_cache  # noqa: E402
-from data.synthetic import FAMILIES, TEMPI, compare, compose, make_dataset, markdown_table, random_facts, render  # noqa: E402
 
 # MERT-v1's config fields (llama/tiny.py) at demo size: 7 conv layers of 32 channels, 2 layers of 64.
 DEMO_ENCODER = dict(hidden_size=64, intermediate_size=128, conv_dim=[32] * 7)
@@ -56,9 +56,10 @@ def write_examples(folder: Path, seconds: float = 6.0):
     folder.mkdir(parents=True, exist_ok=True)
     for family, tempo, mode in EXAMPLES:
         rng = random.Random(f"{family}-{tempo}-{mode}")
-        facts = random_facts(rng) | {"instrument": family, "program": FAMILIES[family][0], "tempo": tempo,
-                                     "bpm": sum(TEMPI[tempo]) // 2, "mode": mode, "count": 1}
-        audio = render(compose(facts, seconds, rng), seconds)
+        facts = synthetic.random_facts(rng) | {"instrument": family, "program": synthetic.FAMILIES[family][0],
+                                               "tempo": tempo, "bpm": sum(synthetic.TEMPI[tempo]) // 2, "mode": mode,
+                                               "count": 1}
+        audio = synthetic.render(synthetic.compose(facts, seconds, rng), seconds)
         soundfile.write(folder / f"{family}-{tempo}-{mode}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
 
 
@@ -80,11 +81,10 @@ def main(argv=None):
     out, export = Path(args.out), Path(args.export)
 
     data = out / "synthetic"
-    facts = make_dataset(data, clips=args.clips, seconds=3.0, test_fraction=args.test_clips / args.clips,
-                         seed=args.seed, per_clip=len(FACTS) + 1)
+    facts = synthetic.make_dataset(data, clips=args.clips, seconds=3.0, test_fraction=args.test_clips / args.clips,
+                                   seed=args.seed, per_clip=len(FACTS) + 1)
     names = sorted(facts)[args.test_clips:]
-    classes = {k: sorted({f[k] for f in facts.values()}) for k in FACTS}
-    labels = {k: [classes[k].index(facts[n][k]) for n in names] for k in FACTS}
+    labels = synthetic.class_indices(facts, names, FACTS)
     if not (out / "MERT" / "pytorch_model.bin").exists():
         clips = np.stack([llama.load_audio(data / "audios" / n) for n in names])
         write_tiny_mert(out / "MERT", seed=args.seed, clips=clips, labels=labels, steps=args.audio_steps,
@@ -107,11 +107,11 @@ def main(argv=None):
     write_examples(export / "examples")
 
     model = llama.load(export / "checkpoint.safetensors", args.llama_dir, export / "MERT")
-    comparison = compare(model, data)
+    comparison = synthetic.compare(model, data)
     sax = model.answer([llama.load_audio(sax_wav())], [SAX_QUESTION], max_new_tokens=32)[0]
     comparison["sax_wav"] = {"question": SAX_QUESTION, "answer": sax}
     (export / "quality.json").write_text(json.dumps(comparison, indent=1))
-    print(markdown_table(comparison))
+    print(synthetic.markdown_table(comparison))
     print(f"sax.wav, {SAX_QUESTION!r} -> {sax!r}")
 
 

@@ -27,7 +27,7 @@ from llama.tiny import train_tokenizer, write_tiny_llama, write_tiny_mert  # noq
 
 from data.cache_features import build_cache  # noqa: E402
 from data.dataset import load_records  # noqa: E402
-from data.synthetic import make_dataset  # noqa: E402
+from data.synthetic import class_indices, make_dataset  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,8 +49,7 @@ if __name__ == "__main__":
     facts = json.loads((out / "synthetic" / "facts.json").read_text())
     names = sorted(facts)[round(len(facts) * 0.2):]  # the training clips (the first 20 % are held out)
     clips = np.stack([load_audio(out / "synthetic" / "audios" / n) for n in names])
-    labels = {k: [sorted({f[k] for f in facts.values()}).index(facts[n][k]) for n in names]
-              for k in ("instrument", "tempo", "mode", "loudness")}
+    labels = class_indices(facts, names, ("instrument", "tempo", "mode", "loudness"))
     write_tiny_mert(out / "MERT", seed=args.seed, clips=clips, labels=labels, steps=args.audio_steps, standardize=True)
     # The tiny configs train from cached features: MERT is frozen, so each clip is encoded once.
     build_cache(load_mert(out / "MERT"), sorted((out / "synthetic" / "audios").glob("*.wav")), out / "cache",

@@ -138,6 +138,12 @@ def qa_records(name: str, facts: dict, rng: random.Random, per_clip: int) -> lis
     return records
 
 
+def class_indices(facts: dict, names: list[str], kinds) -> dict[str, list[int]]:
+    """Per fact kind, each named clip's class as an index into that kind's sorted classes (for training heads)."""
+    classes = {k: sorted({f[k] for f in facts.values()}) for k in kinds}
+    return {k: [classes[k].index(facts[n][k]) for n in names] for k in kinds}
+
+
 def stated_class(kind: str, answer: str):
     """The class of `kind` that `answer` states, or None when it names none or several."""
     words = set(re.findall(r"[a-z]+", answer.lower()))
