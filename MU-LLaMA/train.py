@@ -41,7 +41,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from llama import MULLaMA, MULLaMAConfig, Tokenizer, load_llama, load_mert, read_mu_llama, save_mu_llama  # noqa: E402
-from llama.checkpoint import base_folder, find_tokenizer  # noqa: E402
+from llama.paths import find_tokenizer, llama_folder  # noqa: E402
 from llama.prompt import IGNORE_INDEX  # noqa: E402
 
 from data.cache_features import FeatureCache  # noqa: E402
@@ -147,12 +147,12 @@ def init_distributed() -> tuple[int, int, int]:
 
 def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None) -> MULLaMA:
     finetune = config.phase == "finetune"
-    base = base_folder(config.llama_path, config.llama_type)
+    base = llama_folder(config.llama_path, config.llama_type)
     torch.manual_seed(config.seed)  # LoRA's random initialisation: the same on every process and in every run
     llama = load_llama(base, device=device, dtype=getattr(torch, config.base_dtype), w_bias=finetune,
                        w_lora=finetune, lora_rank=config.lora_rank)
     llama.checkpointing = config.grad_checkpointing
-    tokenizer = Tokenizer(find_tokenizer(Path(config.llama_path), base))
+    tokenizer = Tokenizer(find_tokenizer(base))
     # With a feature cache MERT is not needed: cached clips bring their features, text-only ones zeros.
     mert = load_mert(config.mert_path, device=device) if feature_cache is None else None
     layers, hidden = ((mert.num_layers, mert.hidden_size) if mert is not None

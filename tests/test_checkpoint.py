@@ -121,9 +121,9 @@ def test_missing_params_json(tmp_path, model):
 
 
 def test_empty_or_missing_folder(tmp_path):
-    with pytest.raises(CheckpointError, match="neither"):
+    with pytest.raises(CheckpointError, match="holds no LLaMA weights"):
         load_llama(tmp_path)
-    with pytest.raises(CheckpointError, match="not a folder"):
+    with pytest.raises(CheckpointError, match="no such file or folder"):
         load_llama(tmp_path / "nowhere")
 
 
@@ -131,7 +131,7 @@ def test_truncated_shard(tmp_path, model):
     save_meta(model.state_dict(), model.args, tmp_path)
     shard = tmp_path / "consolidated.00.pth"
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+    with pytest.raises(CheckpointError, match="truncated"):
         load_llama(tmp_path)
 
 
@@ -139,7 +139,7 @@ def test_truncated_safetensors(tmp_path, model):
     save_hf(model.state_dict(), model.args, tmp_path)
     file = tmp_path / "model.safetensors"
     file.write_bytes(file.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(CheckpointError, match="truncated"):
         load_llama(tmp_path)
 
 

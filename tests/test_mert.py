@@ -95,5 +95,8 @@ def test_unsupported_mert_configs_are_refused(tmp_path):
         (tmp_path / "config.json").write_text(json.dumps({**MERT_CONFIG, **change}))
         with pytest.raises(CheckpointError, match=message):
             load_mert(tmp_path)
-    with pytest.raises(CheckpointError, match="no config.json"):
+    with pytest.raises(CheckpointError, match="no such file or folder"):
         load_mert(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_mert(tmp_path / "empty")

@@ -6,26 +6,20 @@ checkpoint tensors, memory-mapped, are assigned in the requested dtype and devic
 `weights_only=True` only.
 """
 
-import argparse
 import json
-import pickle
 import re
-import zipfile
+import sys
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .files import CheckpointError, check_file, read_checklist, read_json, safetensors_keys, safetensors_load, torch_load
 from .mert import AUDIO_MODES, MERT, hubert_config
 from .model import ModelArgs, Transformer
 from .mu_llama import MULLaMA, MULLaMAConfig, is_checkpointed
+from .paths import find_tokenizer, llama_folder, resolve
 from .tokenizer import Tokenizer
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded, with a message that says why and what to do."""
-
 
 # Meta's shard layout (model parallel): these are split along dim 0, these along the last dim;
 # anything else (norms) is replicated and taken from shard 0.
@@ -71,44 +65,6 @@ def is_added_parameter(name: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Low-level readers
-
-
-def torch_load(path: Path) -> dict:
-    """A `.pth`/`.bin` file, memory-mapped; tensors only (no pickled code is ever executed).
-
-    `argparse.Namespace` is the one class allowed besides tensors and plain containers: the
-    released MU-LLaMA checkpoint stores its training arguments as one.
-    """
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"{path} holds objects other than tensors, which are refused because unpickling them "
-            f"could run arbitrary code ({str(e).splitlines()[0]}). Re-save it with tensors only.") from e
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise CheckpointError(
-            f"cannot read {path}: {str(e).splitlines()[0]}. The file is truncated, corrupt or "
-            f"not a PyTorch checkpoint; download or convert it again.") from e
-
-
-def _safetensors_load(path: Path) -> dict:
-    try:
-        with safe_open(path, framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}. The file is truncated or corrupt.") from e
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
-
-
-# ----------------------------------------------------------------------------------------------
 # Meta format: params.json + consolidated.NN.pth
 
 
@@ -119,9 +75,15 @@ def read_meta(folder: Path, **overrides) -> tuple[ModelArgs, dict]:
         found = f" (it has {', '.join(s.name for s in shards)})" if shards else ""
         raise CheckpointError(f"{folder} has no params.json{found}: a Meta-format LLaMA folder needs "
                               "params.json next to consolidated.*.pth")
+    if (folder / "checklist.chk").exists():  # download.sh writes it: it names every file of the download
+        listed = read_checklist(folder / "checklist.chk")
+        missing = sorted(name for name in listed if not (folder / name).exists())
+        if missing:
+            raise CheckpointError(f"{folder} lacks {', '.join(missing)}, which its checklist.chk lists: the download "
+                                  "is incomplete; run download.sh again")
     if not shards:
         raise CheckpointError(f"{folder} has params.json but no consolidated.*.pth weight shards")
-    params = _read_json(folder / "params.json")
+    params = read_json(folder / "params.json")
     loaded = [torch_load(s) for s in shards]
     state = _merge_meta_shards(loaded)
     if params.get("vocab_size", -1) < 0 and "tok_embeddings.weight" in state:
@@ -130,7 +92,32 @@ def read_meta(folder: Path, **overrides) -> tuple[ModelArgs, dict]:
         args = ModelArgs.from_params(params, **overrides)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{folder / 'params.json'}: {e}") from e
+    pop_rotary(state, args, folder)
     return args, state
+
+
+# Rotary frequencies some checkpoints store although the model computes them: Meta's top-level
+# `rope.freqs` (every LLaMA-1 and LLaMA-2 shard), LLaMA-1's early per-layer copy, and the
+# `inv_freq` buffers of .bin files saved by transformers <= 4.31.
+_ROTARY_KEYS = re.compile(r"rope\.freqs|layers\.\d+\.attention\.inner_attention\.rope\.freqs|"
+                          r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
+
+
+def pop_rotary(state: dict, args: ModelArgs, source) -> None:
+    """Remove stored rotary frequencies from `state` after checking them against the ones the model
+    computes (same base, same length): a checkpoint trained with another rotary base is refused."""
+    expected = 1.0 / args.rope_theta ** (torch.arange(0, args.head_dim, 2, dtype=torch.float64) / args.head_dim)
+    for key in [k for k in state if _ROTARY_KEYS.fullmatch(k)]:
+        stored = state.pop(key).double().flatten()
+        if stored.shape == expected.shape and torch.allclose(stored, expected, rtol=1e-2, atol=0):
+            continue  # bf16 / fp16 rounding of the same frequencies
+        if stored.numel() != expected.numel():
+            raise CheckpointError(f"{source}: {key} holds {stored.numel()} rotary frequencies, but a head of "
+                                  f"{args.head_dim} needs {expected.numel()}: the weights and the config disagree")
+        base = stored[1].item() ** (-args.head_dim / 2) if stored.numel() > 1 else float("nan")
+        raise CheckpointError(f"{source}: {key} holds rotary frequencies of base ~{base:.4g}, but the config gives "
+                              f"rope_theta {args.rope_theta:g}: set rope_theta to the base the weights were "
+                              "trained with (params.json / config.json)")
 
 
 def _merge_meta_shards(shards: list[dict]) -> dict:
@@ -251,27 +238,39 @@ def hf_config(args: ModelArgs, **extra) -> dict:
 
 
 def _hf_weight_files(folder: Path) -> list[Path]:
+    """The files of the first complete weight set: sharded or single safetensors, then sharded or single
+    .bin. HF repositories often hold the same weights in both formats, and a download may have
+    fetched only one, or only some shards of one: whichever set is whole is used."""
+    sets = []
     for index_name, single in (("model.safetensors.index.json", "model.safetensors"),
                                ("pytorch_model.bin.index.json", "pytorch_model.bin")):
         if (folder / index_name).exists():
-            weight_map = _read_json(folder / index_name).get("weight_map", {})
-            files = [folder / f for f in sorted(set(weight_map.values()))]
-            missing = [f.name for f in files if not f.exists()]
-            if missing:
-                raise CheckpointError(f"{folder / index_name} names shards that are missing: {missing}")
+            weight_map = read_json(folder / index_name).get("weight_map", {})
+            sets.append((index_name, [folder / f for f in sorted(set(weight_map.values()))]))
+        elif (folder / single).exists() or (folder / single).is_symlink():
+            sets.append((single, [folder / single]))
+    problems = []
+    for name, files in sets:
+        try:
+            for file in files:  # a safetensors header must also cover the file's size: read it (it is small)
+                safetensors_keys(file) if file.suffix == ".safetensors" else check_file(file)
             return files
-        if (folder / single).exists():
-            return [folder / single]
+        except CheckpointError as e:
+            problems.append(f"{name}: {e}")
+    if problems:
+        raise CheckpointError(f"{folder} has no complete set of weight files (a partial download?); download the "
+                              "missing files again:\n  " + "\n  ".join(problems))
     raise CheckpointError(f"{folder} has config.json but no model.safetensors, pytorch_model.bin or "
                           "sharded index file")
 
 
 def read_hf(folder: Path, **overrides) -> tuple[ModelArgs, dict]:
     folder = Path(folder)
-    args = hf_args(_read_json(folder / "config.json"), **overrides)
+    args = hf_args(read_json(folder / "config.json"), **overrides)
     state = {}
     for file in _hf_weight_files(folder):
-        state.update(_safetensors_load(file) if file.suffix == ".safetensors" else torch_load(file))
+        state.update(safetensors_load(file) if file.suffix == ".safetensors" else torch_load(file))
+    pop_rotary(state, args, folder)
     return args, hf_to_meta(state, args)
 
 
@@ -334,19 +333,27 @@ def init_added_parameters(model: torch.nn.Module, device, dtype) -> None:
         setattr(model.get_submodule(owner), attr, torch.nn.Parameter(value, requires_grad=param.requires_grad))
 
 
-def load_llama(path, device="cpu", dtype=torch.float32, **overrides) -> Transformer:
+def load_llama(path, device="cpu", dtype=torch.float32, llama_type: str | None = None, **overrides) -> Transformer:
     """The LLaMA in a Meta- or HF-format folder, in `dtype` on `device`, in eval mode, frozen.
 
+    path: the folder, a file in it, a folder with one weights subfolder (Meta's download.sh
+      layout; `llama_type` names one of several), an HF cache folder or a hub id.
     overrides: ModelArgs fields to change (e.g. w_bias=True, w_lora=True, max_seq_len=...).
     """
-    args, state = read_llama(path, **overrides)
+    folder = llama_folder(path, llama_type)
+    args, state = read_llama(folder, **overrides)
+    return build_llama(args, state, folder, device, dtype)
+
+
+def build_llama(args: ModelArgs, state: dict, source, device="cpu", dtype=torch.float32) -> Transformer:
+    """A frozen Transformer from a state dict with Meta names, built on `meta` and assigned tensor by tensor."""
     with torch.device("meta"):
         model = Transformer(args)
     expected = {k: v.shape for k, v in model.state_dict().items() if not is_added_parameter(k)}
     if args.tie_embeddings:
         expected.pop("output.weight")
         state.pop("output.weight", None)  # some tied checkpoints still store the head
-    check_shapes(expected, state, path)
+    check_shapes(expected, state, source)
     for key in list(state):  # one tensor at a time: never a second copy of the whole model
         state[key] = state[key].to(device=device, dtype=dtype)
     model.load_state_dict(state, strict=False, assign=True)
@@ -380,26 +387,31 @@ def convert_gguf(gguf_file, out_dir) -> Path:
 
 def load_mert(folder, device="cpu", dtype=torch.float32) -> MERT:
     """A MERT checkpoint folder: config.json, model.safetensors or pytorch_model.bin,
-    preprocessor_config.json (sampling rate and `do_normalize`)."""
-    folder = Path(folder)
+    preprocessor_config.json (sampling rate and `do_normalize`). Also a hub id or an HF cache folder.
+    The sample rate comes from preprocessor_config.json (MERT-v1: 24 kHz, MERT-v0: 16 kHz), else
+    from config.json's `sample_rate`, else 24 kHz."""
+    folder = resolve(folder, "--mert_path")
+    if folder.is_file():
+        folder = folder.parent
     if not (folder / "config.json").exists():
         raise CheckpointError(f"{folder} is not a MERT checkpoint folder: no config.json (download e.g. "
                               "m-a-p/MERT-v1-330M into a folder and pass that folder as --mert_path)")
     try:
-        config = hubert_config(_read_json(folder / "config.json"))
+        config = hubert_config(read_json(folder / "config.json"))
     except ValueError as e:
         raise CheckpointError(f"{folder / 'config.json'}: {e}") from e
     preprocessor = {}
     if (folder / "preprocessor_config.json").exists():
-        preprocessor = _read_json(folder / "preprocessor_config.json")
+        preprocessor = read_json(folder / "preprocessor_config.json")
     if (folder / "model.safetensors").exists():
-        state = _safetensors_load(folder / "model.safetensors")
+        state = safetensors_load(folder / "model.safetensors")
     elif (folder / "pytorch_model.bin").exists():
         state = torch_load(folder / "pytorch_model.bin")
     else:
         raise CheckpointError(f"{folder} has no model.safetensors or pytorch_model.bin")
     with torch.device("meta"):  # no random init; the (memory-mapped) checkpoint tensors are assigned
-        mert = MERT(config, sample_rate=preprocessor.get("sampling_rate", 24000),
+        raw = read_json(folder / "config.json")
+        mert = MERT(config, sample_rate=preprocessor.get("sampling_rate", raw.get("sample_rate", 24000)),
                     do_normalize=preprocessor.get("do_normalize", False))
     try:
         mert.model.load_state_dict(state, strict=True, assign=True)
@@ -420,22 +432,33 @@ def read_mu_llama(path) -> tuple[dict, MULLaMAConfig]:
     memory-mapped: only the trained tensors are touched, never the optimizer state or the copies of
     LLaMA and MERT inside it. Its sizes come from tensor shapes, its template is "upstream".
     """
+    tensors, config, _ = read_mu_llama_with_base(path)
+    return tensors, config
+
+
+def read_mu_llama_with_base(path) -> tuple[dict, MULLaMAConfig, dict]:
+    """As `read_mu_llama`, plus the frozen base LLaMA tensors the original's checkpoint.pth carries
+    ({Meta name: memory-mapped tensor}; empty for this project's safetensors)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"MU-LLaMA checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         config_file = path.with_suffix(".json")
         if not config_file.exists():
-            raise CheckpointError(f"{path} needs its config {config_file.name} beside it")
+            raise CheckpointError(_not_mu_llama(path, safetensors_keys(path))
+                                  or f"{path} needs its config {config_file.name} beside it")
         try:
-            config = MULLaMAConfig(**_read_json(config_file)["mu_llama"])
+            config = MULLaMAConfig(**read_json(config_file)["mu_llama"])
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{config_file} is not a MU-LLaMA config: {e}") from e
-        return _safetensors_load(path), config
+        return safetensors_load(path), config, {}
     ckpt = torch_load(path)
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no state dict (expected a dict with a 'model' entry)")
+    wrong = _not_mu_llama(path, list(state))
+    if wrong:
+        raise CheckpointError(wrong)
     tensors = {k: v for k, v in state.items() if is_checkpointed(k)}
     required = ["prefix_query.weight", "mu_mert_agg.weight", "mu_mert_proj.weight", "mu_mert_f1_1.weight"]
     missing = [k for k in required if k not in tensors]
@@ -451,7 +474,65 @@ def read_mu_llama(path) -> tuple[dict, MULLaMAConfig]:
         lora_rank=lora[0].shape[0] if lora else 16,
         prompt_template="upstream",
     )
-    return tensors, config
+    base = {k.removeprefix("llama."): v for k, v in state.items()
+            if k.startswith("llama.") and not is_checkpointed(k) and torch.is_tensor(v)}
+    return tensors, config, base
+
+
+def _not_mu_llama(path: Path, keys: list[str]) -> str | None:
+    """What a file given as --model is, when it is another known checkpoint kind, and what to pass instead."""
+    keys = set(keys)
+    if any(k.startswith(("iu_vit_", "iu_vivit_", "output_projector.")) for k in keys):
+        return (f"{path} is an M2UGen / MuMu-LLaMA checkpoint (it holds image and video bridges and an output "
+                "projector), not MU-LLaMA: --model takes checkpoint.pth from the HF repository mu-llama/MU-LLaMA")
+    if any(k.startswith("image_bind_") for k in keys):
+        return (f"{path} is the ImageBind-LLM (LLaMA-Adapter) checkpoint, the 7B.pth baseline that ships beside "
+                "MU-LLaMA's, not MU-LLaMA: --model takes checkpoint.pth from the HF repository mu-llama/MU-LLaMA")
+    if {"tok_embeddings.weight", "layers.0.attention.wq.weight"} & keys:
+        return (f"{path} holds base LLaMA weights (a Meta shard), not MU-LLaMA: pass its folder as --llama_dir, "
+                "and the MU-LLaMA checkpoint.pth (HF mu-llama/MU-LLaMA) as --model")
+    if {"model.embed_tokens.weight", "lm_head.weight"} & keys:
+        return (f"{path} holds base LLaMA weights in HF format, not MU-LLaMA: pass its folder as --llama_dir, "
+                "and the MU-LLaMA checkpoint.pth (HF mu-llama/MU-LLaMA) as --model")
+    if any(k.startswith("feature_extractor.conv_layers.") for k in keys):
+        return (f"{path} holds MERT weights, not MU-LLaMA: pass its folder as --mert_path, and the MU-LLaMA "
+                "checkpoint.pth (HF mu-llama/MU-LLaMA) as --model")
+    return None
+
+
+def choose_base(state: dict, embedded: dict, policy: str, model_path, llama_dir) -> dict:
+    """The base LLaMA tensors to build the model from, when the checkpoint carries its own copy.
+
+    The original code loaded `llama_dir`'s base and then overwrote it with the checkpoint's, so its
+    answers follow the checkpoint's base. A few rows of every tensor are compared (memory-mapped:
+    nothing else is read); when they differ, `policy` "checkpoint" (the original's behaviour) takes
+    the checkpoint's tensors, "llama_dir" keeps the folder's, and one line says which and by how much.
+    """
+    if policy not in BASE_WEIGHTS:
+        raise ValueError(f"base_weights must be one of {BASE_WEIGHTS}, not {policy!r}")
+    differing, largest = 0, 0.0
+    for key, ours in state.items():
+        theirs = embedded.get(key)
+        if theirs is None:
+            continue
+        if theirs.shape != ours.shape:
+            raise CheckpointError(f"{model_path} carries a base LLaMA whose {key} is {tuple(theirs.shape)}, but "
+                                  f"{llama_dir} holds {tuple(ours.shape)}: --llama_dir holds another model size")
+        rows = torch.linspace(0, ours.shape[0] - 1, steps=min(4, ours.shape[0])).long().unique()
+        # The original cast llama_dir's weights to the checkpoint's dtype before it overwrote them.
+        diff = (ours[rows].to(theirs.dtype).float() - theirs[rows].float()).abs().max().item()
+        if diff > 0:
+            differing, largest = differing + 1, max(largest, diff)
+    if not differing:
+        return state
+    used = model_path if policy == "checkpoint" else llama_dir
+    print(f"the base LLaMA inside {model_path} differs from {llama_dir}'s ({differing} of {len(state)} tensors, "
+          f"largest difference {largest:.3g} in the rows compared): using {used}'s, "
+          + ("as the original code did (--base_weights llama_dir keeps the folder's)" if policy == "checkpoint"
+             else "as --base_weights llama_dir asks (the original code used the checkpoint's)"), file=sys.stderr)
+    if policy == "checkpoint":
+        state.update({k: embedded[k] for k in state if k in embedded})
+    return state
 
 
 def save_mu_llama(path, tensors: dict, config, **extra):
@@ -462,39 +543,34 @@ def save_mu_llama(path, tensors: dict, config, **extra):
     path.with_suffix(".json").write_text(json.dumps({"mu_llama": config.to_dict(), **extra}, indent=2))
 
 
-def base_folder(llama_dir, llama_type: str = "7B") -> Path:
-    """Where the base weights are: llama_dir/llama_type (upstream layout) when it exists, else llama_dir."""
-    llama_dir = Path(llama_dir)
-    return llama_dir / llama_type if llama_type and (llama_dir / llama_type).is_dir() else llama_dir
-
-
-def find_tokenizer(*folders: Path) -> Path:
-    for folder in folders:
-        for name in ("tokenizer.model", "tokenizer.json"):
-            if (folder / name).exists():
-                return folder / name
-    raise CheckpointError(f"no tokenizer.model or tokenizer.json in {' or '.join(map(str, folders))}")
+BASE_WEIGHTS = ("checkpoint", "llama_dir")
 
 
 def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=torch.float32,
-         audio_mode="full", mert_dtype=torch.float32):
+         audio_mode="full", mert_dtype=torch.float32, base_weights="checkpoint"):
     """A ready MU-LLaMA, frozen and in eval mode.
 
     model_path: the released `checkpoint.pth` or this project's `.safetensors`.
     llama_dir: the base LLaMA; `llama_dir/llama_type` when that folder exists (upstream layout,
-      tokenizer.model in llama_dir), else llama_dir itself. Meta or HF format.
-    mert_path: a MERT checkpoint folder. MERT runs in `mert_dtype` (fp32 by default, as upstream).
+      tokenizer.model in llama_dir), else llama_dir itself, else its one weights subfolder (Meta's
+      download.sh layout); also a weight file, an HF cache folder or a hub id. Meta or HF format.
+    mert_path: a MERT checkpoint folder or hub id. MERT runs in `mert_dtype` (fp32 by default, as upstream).
+    base_weights: when the checkpoint carries its own base LLaMA (the released checkpoint.pth does)
+      and it differs from llama_dir's: "checkpoint" uses it, as the original code did; "llama_dir"
+      keeps the folder's (see `choose_base`).
     audio_mode: how `answer` encodes clips by default: "full" (whole clip, 60 s windows) or
       "upstream" (only the first 60 s, as the original code).
     """
     if audio_mode not in AUDIO_MODES:
         raise ValueError(f"audio_mode must be one of {AUDIO_MODES}, not {audio_mode!r}")
-    tensors, config = read_mu_llama(model_path)
-    llama_dir, base = Path(llama_dir), base_folder(llama_dir, llama_type)
+    tensors, config, embedded = read_mu_llama_with_base(model_path)
+    folder = llama_folder(llama_dir, llama_type)
     finetune = config.phase == "finetune"
-    llama = load_llama(base, device=device, dtype=dtype, w_bias=finetune, w_lora=finetune,
-                       lora_rank=config.lora_rank)
-    tokenizer = Tokenizer(find_tokenizer(llama_dir, base))
+    args, state = read_llama(folder, w_bias=finetune, w_lora=finetune, lora_rank=config.lora_rank)
+    if embedded:
+        state = choose_base(state, embedded, base_weights, model_path, folder)
+    llama = build_llama(args, state, folder, device, dtype)
+    tokenizer = Tokenizer(find_tokenizer(folder))
     mert = load_mert(mert_path, device=device, dtype=mert_dtype)
     if (mert.num_layers, mert.hidden_size) != (config.mert_layers, config.mert_dim):
         raise CheckpointError(f"the MERT in {mert_path} gives {mert.num_layers} layers x {mert.hidden_size}, "

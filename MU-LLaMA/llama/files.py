@@ -1,0 +1,118 @@
+"""Reading weight and config files safely, and naming why a file cannot be read.
+
+A download can go wrong in ways that look alike from inside a loader: a Git clone without LFS
+leaves 130-byte pointer files, an interrupted download leaves an empty or truncated file. Each
+reader checks for these first, so the error names the cause and the fix. Pickles are read with
+`weights_only=True` only, memory-mapped.
+"""
+
+import argparse
+import hashlib
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded, with a message that says why and what to do."""
+
+
+def check_file(path: Path) -> None:
+    """Raise CheckpointError for a missing or empty file and for a Git LFS pointer file."""
+    path = Path(path)
+    if not path.exists():
+        hint = " (a broken link: the HF cache lost the file it points to; download it again)" if path.is_symlink() else ""
+        raise CheckpointError(f"{path} does not exist{hint}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): the download failed or was interrupted; download it again")
+    if size < 1024:
+        head = path.read_bytes()
+        if head.startswith(LFS_POINTER):
+            expected = next((line.split()[1] for line in head.decode(errors="replace").splitlines()
+                             if line.startswith("size ")), "?")
+            raise CheckpointError(
+                f"{path} is a Git LFS pointer ({size} bytes) standing for a {expected}-byte file: the repository was "
+                "cloned without git-lfs. Run `git lfs install && git lfs pull` inside it, or download the files "
+                "with `huggingface-cli download REPO --local-dir DIR`")
+
+
+def _truncation_hint(path: Path) -> str:
+    """What a checklist.chk beside a Meta shard says about it, if anything (only computed on failure)."""
+    checklist = path.parent / "checklist.chk"
+    if not checklist.exists():
+        return "The file is truncated (a partial download?), corrupt or not a PyTorch checkpoint; download it again."
+    expected = read_checklist(checklist).get(path.name)
+    if expected is None:
+        return f"{checklist.name} does not list {path.name}; download the folder again."
+    md5 = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            md5.update(block)
+    if md5.hexdigest() != expected:
+        return f"its md5 differs from {checklist.name}: the download is incomplete or corrupt; download it again."
+    return "Its md5 matches checklist.chk, so the file is as Meta published it; please report this."
+
+
+def read_checklist(path: Path) -> dict[str, str]:
+    """file name -> md5 of a Meta `checklist.chk` (`md5sum` output)."""
+    entries = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            entries[parts[1].lstrip("*./")] = parts[0]
+    return entries
+
+
+def torch_load(path: Path) -> dict:
+    """A `.pth`/`.bin` file, memory-mapped; tensors only (no pickled code is ever executed).
+
+    `argparse.Namespace` is the one class allowed besides tensors and plain containers: the
+    released MU-LLaMA checkpoint stores its training arguments as one. Storages saved on a GPU
+    (`cuda:0`, as the released checkpoint's) are mapped to the CPU.
+    """
+    path = Path(path)
+    check_file(path)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors, which are refused because unpickling them "
+            f"could run arbitrary code ({str(e).splitlines()[0]}). Re-save it with tensors only.") from e
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as e:
+        raise CheckpointError(f"cannot read {path}: {str(e).splitlines()[0]}. {_truncation_hint(path)}") from e
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    check_file(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            return list(f.keys())
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}. The file is truncated (a partial download?) or "
+                              "corrupt; download it again.") from e
+
+
+def safetensors_load(path: Path) -> dict:
+    check_file(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}. The file is truncated (a partial download?) or "
+                              "corrupt; download it again.") from e
+
+
+def read_json(path: Path) -> dict:
+    check_file(path)
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
