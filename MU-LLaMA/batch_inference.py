@@ -182,7 +182,7 @@ def answer_pairs(model: llama.MULLaMA, pairs: list[tuple[str, str]], output: Pat
             clips, errors = {}, {}
             for audio in dict.fromkeys(a for a, _ in batch):
                 try:
-                    clips[audio] = llama.load_audio(audio)
+                    clips[audio] = llama.load_audio(audio, model.sample_rate)
                 except llama.AudioError as e:
                     errors[audio] = str(e)
                     tqdm.write(f"error record: {e}")

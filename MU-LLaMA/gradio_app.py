@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_clip(path: str | None, max_seconds: float):
-    """The uploaded clip at 24 kHz, or an AudioError that says what is wrong with it."""
+def read_clip(path: str | None, max_seconds: float, sample_rate: int = 24000):
+    """The uploaded clip at the encoder's `sample_rate`, or an AudioError that says what is wrong with it."""
     if not path:
         raise AudioError("no music yet: upload a file or record one, then ask")
     try:
@@ -59,7 +59,7 @@ def read_clip(path: str | None, max_seconds: float):
         seconds = 0.0  # unreadable: load_audio raises the AudioError that says why
     if seconds > max_seconds:
         raise AudioError(f"the clip is {seconds:.0f} s long; this demo takes up to {max_seconds:.0f} s")
-    return load_audio(path)
+    return load_audio(path, sample_rate)
 
 
 def with_history(question: str, turns: list) -> str:
@@ -110,7 +110,7 @@ def ask(model, max_audio_seconds, audio, question, chat, turns, feed_history, ma
         return
     chat = chat + [{"role": "user", "content": question}]
     try:
-        clip = read_clip(audio, max_audio_seconds)
+        clip = read_clip(audio, max_audio_seconds, model.sample_rate)
     except AudioError as e:
         # The upload's path in the server's cache means nothing to the user; its file name does.
         message = str(e).replace(audio, Path(audio).name) if audio else str(e)

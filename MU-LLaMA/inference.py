@@ -37,6 +37,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
                        help=f"base LLaMA (Meta or HF format) + tokenizer (default: {UPSTREAM_PATHS['llama_dir']})")
     model.add_argument("--mert_path", help=f"MERT checkpoint folder (default: {UPSTREAM_PATHS['mert_path']})")
     model.add_argument("--knn_dir", help="ignored: the ImageBind KNN cache of the original code is not used")
+    model.add_argument("--base_weights", choices=llama.checkpoint.BASE_WEIGHTS, default="checkpoint",
+                       help="when the checkpoint carries its own base LLaMA (the released checkpoint.pth does) and it "
+                       "differs from --llama_dir's: use the checkpoint's, as the original code did, or --llama_dir's")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--max_gen_len", type=int, default=max_gen_len)
     sampling.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
@@ -66,7 +69,8 @@ def load_model(args) -> llama.MULLaMA:
     resolve_model_paths(args)
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
     return llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
-                      dtype=getattr(torch, dtype), audio_mode=args.audio_mode)
+                      dtype=getattr(torch, dtype), audio_mode=args.audio_mode,
+                      base_weights=args.base_weights)
 
 
 def main(argv=None):
@@ -76,7 +80,7 @@ def main(argv=None):
     add_model_arguments(parser)
     args = parser.parse_args(argv)
     model = load_model(args)
-    clips = {path: llama.load_audio(path) for path in args.audio_path}
+    clips = {path: llama.load_audio(path, model.sample_rate) for path in args.audio_path}
     pairs = [(path, q) for path in args.audio_path for q in args.question]
     answers = model.answer([clips[p] for p, _ in pairs], [q for _, q in pairs], max_new_tokens=args.max_gen_len,
                            temperature=args.temperature, top_p=args.top_p, seed=args.seed)

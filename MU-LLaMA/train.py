@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from llama import MULLaMA, MULLaMAConfig, Tokenizer, load_llama, load_mert, read_mu_llama, save_mu_llama  # noqa: E402
 from llama.paths import find_tokenizer, llama_folder  # noqa: E402
-from llama.prompt import IGNORE_INDEX  # noqa: E402
+from llama.prompt import IGNORE_INDEX, TOKENIZATIONS  # noqa: E402
 
 from data.cache_features import FeatureCache  # noqa: E402
 from data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix  # noqa: E402
@@ -72,6 +72,8 @@ class TrainConfig:
     feature_cache: str | None = None  # folder written by data/cache_features.py
     text_only_audio: str = "silence"
     prompt_template: str = "upstream"
+    # separate: the answer tokenised on its own (exact boundary); joint: prompt + answer as one string (original)
+    tokenization: str = "separate"
     max_words: int = 96
     # optimisation
     batch_size: int = 1  # per process
@@ -120,6 +122,8 @@ class TrainConfig:
         config = cls(**raw)
         if config.phase not in ("pretrain", "finetune"):
             raise SystemExit(f"phase must be pretrain or finetune, not {config.phase!r}")
+        if config.tokenization not in TOKENIZATIONS:
+            raise SystemExit(f"tokenization must be one of {TOKENIZATIONS}, not {config.tokenization!r}")
         if config.precision not in ("bf16", "fp16", "fp32"):
             raise SystemExit(f"precision must be bf16, fp16 or fp32, not {config.precision!r}")
         if not config.data:
@@ -171,9 +175,10 @@ def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None)
     return model
 
 
-def build_data(config: TrainConfig, tokenizer: Tokenizer, cache: FeatureCache | None):
+def build_data(config: TrainConfig, tokenizer: Tokenizer, cache: FeatureCache | None, sample_rate: int):
     datasets = [MusicQADataset(load_records(d.path, d.audio_root), tokenizer, config.max_words,
-                               config.prompt_template, cache, config.text_only_audio) for d in config.data]
+                               config.prompt_template, cache, config.text_only_audio, sample_rate,
+                               config.tokenization) for d in config.data]
     ratios = [d.ratio for d in config.data]
     if any(r is not None for r in ratios) and not all(r is not None for r in ratios):
         raise SystemExit("give a ratio for every data source, or for none (plain concatenation)")
@@ -243,7 +248,7 @@ def train(config: TrainConfig, resume: bool = False):
         (out / "config.yaml").write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
     cache = FeatureCache(config.feature_cache) if config.feature_cache else None
     model = build_model(config, device, cache)
-    dataset = build_data(config, model.tokenizer, cache)
+    dataset = build_data(config, model.tokenizer, cache, model.sample_rate)
     sampler = SubEpochSampler(len(dataset), config.split_epoch, rank, world, config.seed)
     pad_id = max(model.tokenizer.pad_id, 0)
     loader_args = dict(batch_size=config.batch_size, collate_fn=partial(collate, pad_id=pad_id,

@@ -41,12 +41,12 @@ def write_json(path: Path, payload):
     os.replace(tmp, path)
 
 
-def read_clips(paths: list[Path], loaded: dict, failed: dict) -> dict:
+def read_clips(paths: list[Path], loaded: dict, failed: dict, sample_rate: int) -> dict:
     """The waveforms of `paths`, reusing those already `loaded`; unreadable ones go to `failed`."""
     clips = {}
     for path in paths:
         try:
-            clips[path] = loaded[path] if path in loaded else llama.load_audio(path)
+            clips[path] = loaded[path] if path in loaded else llama.load_audio(path, sample_rate)
         except llama.AudioError as e:
             failed[path.name] = str(e)
             tqdm.write(f"skipped {path.name}: {e}")
@@ -95,7 +95,7 @@ def main(argv=None):
     progress = tqdm(total=len(todo), unit="pair", desc="answering")
     for i in range(0, len(todo), args.batch_size):
         part = todo[i:i + args.batch_size]
-        loaded = read_clips(sorted({heard[a] for a, _ in part}), loaded, failed)
+        loaded = read_clips(sorted({heard[a] for a, _ in part}), loaded, failed, model.sample_rate)
         batch = [(a, q) for a, q in part if heard[a] in loaded]
         if batch:
             texts = model.answer([loaded[heard[a]] for a, _ in batch], [q for _, q in batch],

@@ -16,7 +16,7 @@ from llama.prompt import encode_example as tokenize  # noqa: E402
 from llama.tiny import write_tiny_llama, write_tiny_mert  # noqa: E402
 
 from data.cache_features import FeatureCache, build_cache  # noqa: E402
-from data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix  # noqa: E402
+from data.dataset import MusicQADataset, Record, SubEpochSampler, collate, load_records, mix  # noqa: E402
 
 
 def record(name, question, answer):
@@ -132,3 +132,41 @@ def test_feature_cache_resumes_and_matches_on_the_fly(tmp_path, corpus):
         loss_cached = model.loss(a["tokens"], a["labels"], a["layer_means"])
         loss_live = model.loss(b["tokens"], b["labels"], model.encode_audio(b["audio"]))
     assert abs(loss_cached.item() - loss_live.item()) < 1e-6
+
+
+def test_joint_tokenization_gives_the_originals_labels_and_loss(sentencepiece_model):
+    """configs/pretrain.yaml and finetune.yaml tokenise as the original: prompt + answer as one string,
+    the first len(prompt) positions masked. The original's labels and loss are computed here from the
+    SentencePiece model directly (pad to max_words with 0, ignore_index 0), independently of the project."""
+    import sentencepiece
+
+    from tiny import tiny_mu_llama
+
+    question, answer = "Describe the audio", "The music is a calm piano piece with a slow tempo."
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(sentencepiece_model))
+    prompt_text = format_prompt(question)
+    prompt = [sp.bos_id(), *sp.encode(prompt_text)]
+    full = [sp.bos_id(), *sp.encode(prompt_text + answer), sp.eos_id()]
+    max_words = 96
+    original_tokens = torch.tensor(full + [0] * (max_words - len(full)))
+    original_labels = original_tokens.clone()
+    original_labels[: len(prompt)] = 0
+
+    data = MusicQADataset([Record(question, answer, None)], Tokenizer(sentencepiece_model), max_words, "upstream",
+                          tokenization="joint")
+    tokens, labels = data.items[0][1:]
+    assert tokens.tolist() == full
+    assert torch.equal(labels.clamp(min=0), original_labels[: len(full)])
+    first = labels[labels != IGNORE_INDEX][0].item()
+    assert sp.id_to_piece(first) == "The"  # after "### Response:" the first word has no leading space
+    separate = tokenize(Tokenizer(sentencepiece_model), question, answer, "upstream", max_words)[1]
+    assert sp.id_to_piece(separate[separate != IGNORE_INDEX][0].item()) == "\u2581The"
+
+    model = tiny_mu_llama()
+    means = torch.randn(1, 3, 32)
+    with torch.no_grad():
+        ours = model.loss(tokens[None], labels[None], means)
+        logits = model(original_tokens[None], means)
+        original = torch.nn.functional.cross_entropy(logits[0, :-1], original_labels[1:], ignore_index=0)
+    assert torch.allclose(ours, original, atol=1e-6)
+

@@ -63,12 +63,13 @@ class MusicQADataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, records: list[Record], tokenizer: Tokenizer, max_words: int, template: str = "upstream",
-                 feature_cache=None, text_only_audio: str = "silence", sample_rate: int = 24000):
+                 feature_cache=None, text_only_audio: str = "silence", sample_rate: int = 24000,
+                 tokenization: str = "separate"):
         if text_only_audio not in TEXT_ONLY_AUDIO:
             raise ValueError(f"text_only_audio must be one of {TEXT_ONLY_AUDIO}")
         self.items, skipped, truncated = [], 0, 0
         for record in records:
-            encoded = encode_example(tokenizer, record.question, record.answer, template, max_words)
+            encoded = encode_example(tokenizer, record.question, record.answer, template, max_words, tokenization)
             if encoded is None:
                 skipped += 1
                 continue

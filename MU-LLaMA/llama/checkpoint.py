@@ -14,7 +14,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .files import CheckpointError, check_file, read_checklist, read_json, safetensors_keys, safetensors_load, torch_load
+from .files import (
+    CheckpointError,
+    check_file,
+    read_checklist,
+    read_json,
+    safetensors_keys,
+    safetensors_load,
+    torch_load,
+)
 from .mert import AUDIO_MODES, MERT, hubert_config
 from .model import ModelArgs, Transformer
 from .mu_llama import MULLaMA, MULLaMAConfig, is_checkpointed
@@ -114,8 +122,9 @@ def pop_rotary(state: dict, args: ModelArgs, source) -> None:
         if stored.numel() != expected.numel():
             raise CheckpointError(f"{source}: {key} holds {stored.numel()} rotary frequencies, but a head of "
                                   f"{args.head_dim} needs {expected.numel()}: the weights and the config disagree")
-        base = stored[1].item() ** (-args.head_dim / 2) if stored.numel() > 1 else float("nan")
-        raise CheckpointError(f"{source}: {key} holds rotary frequencies of base ~{base:.4g}, but the config gives "
+        # the lowest frequency is base ** -(d - 2) / d: the most precise estimate of the base
+        base = stored[-1].item() ** (-args.head_dim / (args.head_dim - 2)) if stored.numel() > 1 else float("nan")
+        raise CheckpointError(f"{source}: {key} holds rotary frequencies of base ~{base:.2g}, but the config gives "
                               f"rope_theta {args.rope_theta:g}: set rope_theta to the base the weights were "
                               "trained with (params.json / config.json)")
 
@@ -397,20 +406,19 @@ def load_mert(folder, device="cpu", dtype=torch.float32) -> MERT:
         raise CheckpointError(f"{folder} is not a MERT checkpoint folder: no config.json (download e.g. "
                               "m-a-p/MERT-v1-330M into a folder and pass that folder as --mert_path)")
     try:
-        config = hubert_config(read_json(folder / "config.json"))
+        raw = read_json(folder / "config.json")
+        config = hubert_config(raw)
     except ValueError as e:
         raise CheckpointError(f"{folder / 'config.json'}: {e}") from e
     preprocessor = {}
     if (folder / "preprocessor_config.json").exists():
         preprocessor = read_json(folder / "preprocessor_config.json")
-    if (folder / "model.safetensors").exists():
-        state = safetensors_load(folder / "model.safetensors")
-    elif (folder / "pytorch_model.bin").exists():
-        state = torch_load(folder / "pytorch_model.bin")
-    else:
+    present = [f for f in (folder / "model.safetensors", folder / "pytorch_model.bin") if f.exists() or f.is_symlink()]
+    if not present:
         raise CheckpointError(f"{folder} has no model.safetensors or pytorch_model.bin")
+    # a broken link (an HF cache whose blob is gone) gets its own message from the reader
+    state = safetensors_load(present[0]) if present[0].suffix == ".safetensors" else torch_load(present[0])
     with torch.device("meta"):  # no random init; the (memory-mapped) checkpoint tensors are assigned
-        raw = read_json(folder / "config.json")
         mert = MERT(config, sample_rate=preprocessor.get("sampling_rate", raw.get("sample_rate", 24000)),
                     do_normalize=preprocessor.get("do_normalize", False))
     try:

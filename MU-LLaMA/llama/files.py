@@ -27,7 +27,8 @@ def check_file(path: Path) -> None:
     """Raise CheckpointError for a missing or empty file and for a Git LFS pointer file."""
     path = Path(path)
     if not path.exists():
-        hint = " (a broken link: the HF cache lost the file it points to; download it again)" if path.is_symlink() else ""
+        lost = path.is_symlink()  # an HF cache snapshot links to a blob that is gone
+        hint = " (a broken link: the HF cache lost the file it points to; download it again)" if lost else ""
         raise CheckpointError(f"{path} does not exist{hint}")
     size = path.stat().st_size
     if size == 0:

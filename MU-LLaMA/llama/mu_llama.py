@@ -88,6 +88,11 @@ class MULLaMA(nn.Module):
             setattr(self, f"mu_mert_f3_{k}", nn.Linear(dim, width, bias=False))
         self.prefix_query = nn.Embedding(config.query_layer, dim)
 
+    @property
+    def sample_rate(self) -> int:
+        """The rate clips must have: the encoder's (its preprocessor_config.json), 24 kHz without one."""
+        return self.mert.sample_rate if self.mert is not None else 24000
+
     # --- music -> adapter tokens --------------------------------------------------------------
 
     def encode_audio(self, clips: Sequence, audio_mode: str = "full", window_s: float = 60.0) -> torch.Tensor:

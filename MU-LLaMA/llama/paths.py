@@ -50,7 +50,8 @@ def hub_snapshot(repo_id: str, what: str) -> Path:
 
     offline = constants.HF_HUB_OFFLINE
     try:
-        return Path(snapshot_download(repo_id, local_files_only=offline, ignore_patterns=_skipped_files(repo_id, offline)))
+        skipped = _skipped_files(repo_id, offline)
+        return Path(snapshot_download(repo_id, local_files_only=offline, ignore_patterns=skipped))
     except LocalEntryNotFoundError as e:
         raise CheckpointError(
             f"{what} {repo_id} is not a local path and not in the HF cache ({constants.HF_HUB_CACHE})"

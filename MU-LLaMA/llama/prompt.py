@@ -37,16 +37,31 @@ def extract_answer(text: str) -> str:
     return text.split("\n###")[0].strip()
 
 
-def encode_example(tokenizer, question: str, answer: str, template: str, max_words: int):
+TOKENIZATIONS = ("separate", "joint")
+
+
+def encode_example(tokenizer, question: str, answer: str, template: str, max_words: int,
+                   tokenization: str = "separate"):
     """(tokens, labels) of one training example, or None when even the prompt exceeds `max_words`.
 
-    The answer is tokenised on its own and appended to the prompt's tokens, so the boundary is exact
-    and the answer's tokens are the ones the model generates after the prompt. If prompt + answer
-    + EOS exceed `max_words`, the answer is cut and has no EOS (the model should not learn to stop
-    mid-answer); callers count these.
+    "separate": the answer is tokenised on its own and appended to the prompt's tokens, so the
+    boundary is exact and the answer's tokens are the ones the model generates after the prompt.
+    "joint" (the original code's): prompt + answer are tokenised as one string and the first
+    len(tokenize(prompt)) labels are masked, so the first answer word becomes a piece without its
+    leading space ("Response:" + "The" -> "The", not "▁The"), and where SentencePiece merges across the
+    boundary the mask is off by a token, as it was in the original's training.
+    If prompt + answer + EOS exceed `max_words`, the answer is cut and has no EOS (the model should
+    not learn to stop mid-answer); callers count these.
     """
-    prompt = tokenizer.encode(format_prompt(question, template), bos=True)
+    if tokenization not in TOKENIZATIONS:
+        raise ValueError(f"tokenization must be one of {TOKENIZATIONS}, not {tokenization!r}")
+    text = format_prompt(question, template)
+    prompt = tokenizer.encode(text, bos=True)
     if len(prompt) >= max_words:
         return None
+    if tokenization == "joint":
+        tokens = tokenizer.encode(text + answer, bos=True, eos=True)[:max_words]
+        labels = [IGNORE_INDEX] * len(prompt) + tokens[len(prompt):]
+        return torch.tensor(tokens), torch.tensor(labels)
     target = tokenizer.encode(answer, bos=False, eos=True)[: max_words - len(prompt)]
     return torch.tensor(prompt + target), torch.tensor([IGNORE_INDEX] * len(prompt) + target)

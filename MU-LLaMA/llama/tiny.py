@@ -35,6 +35,12 @@ TINY_MERT_CONFIG = {
     "layer_norm_eps": 1e-5, "apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 10,
     "mask_time_min_masks": 2, "mask_feature_prob": 0.0, "attention_relax": 32.0, "feature_extractor_cqt": False,
     "deepnorm": False, "sample_rate": 24000, "vocab_size": 32, "transformers_version": "4.25.1",
+    # fairseq's masking options and the rest that the released config.json carries; HubertModel ignores them
+    "mask_channel_length": 10, "mask_channel_min_space": 1, "mask_channel_other": 0.0, "mask_channel_prob": 0.0,
+    "mask_channel_selection": "static", "mask_time_min_space": 1, "mask_time_other": 0.0,
+    "mask_time_selection": "static", "feature_extractor_cqt_bins": 336, "classifier_proj_size": 256,
+    "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "torch_dtype": "float32",
+    "use_weighted_layer_sum": False, "initializer_range": 0.02, "tokenizer_class": "Wav2Vec2CTCTokenizer",
 }
 TINY_LLAMA = ModelArgs(dim=64, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=32000, multiple_of=32,
                        max_seq_len=512)
@@ -52,8 +58,19 @@ def random_transformer(args: ModelArgs, device="cpu", dtype=torch.float32, std: 
     return model.requires_grad_(False).eval()
 
 
-def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, clips=None, labels=None, steps: int = 0,
-                    batch_size: int = 16, crop: int | None = None, standardize: bool = False, **overrides):
+def mert_checkpoint_names(state: dict) -> dict:
+    """A HubertModel state dict under MERT's own names: its remote code uses the old weight_norm, so the
+    positional convolution is stored as weight_g / weight_v."""
+    out = {}
+    for key, value in state.items():
+        key = key.replace("conv.parametrizations.weight.original0", "conv.weight_g")
+        out[key.replace("conv.parametrizations.weight.original1", "conv.weight_v")] = value
+    return out
+
+
+def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, sample_rate: int = 24000, clips=None,
+                    labels=None, steps: int = 0, batch_size: int = 16, crop: int | None = None,
+                    standardize: bool = False, **overrides):
     """A MERT checkpoint folder: config.json, pytorch_model.bin with MERT's own key names
     (weight_g/weight_v), preprocessor_config.json. With `clips` (equal-length waveforms), `labels`
     ({name: class indices per clip}) and `steps`, the encoder first learns to tell those classes
@@ -63,22 +80,18 @@ def write_tiny_mert(folder, seed: int = 0, do_normalize: bool = False, clips=Non
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = {**TINY_MERT_CONFIG, **overrides}
+    config = {**TINY_MERT_CONFIG, "sample_rate": sample_rate, **overrides}
     torch.manual_seed(seed)
     reference = HubertModel(hubert_config(config)).eval()
     if clips is not None and steps:
         learn_audio(reference, torch.as_tensor(clips), labels, steps, batch_size=batch_size, seed=seed, crop=crop)
     if clips is not None and standardize:
         standardize_output(reference, torch.as_tensor(clips))
-    state = {}
-    for key, value in reference.state_dict().items():
-        key = key.replace("conv.parametrizations.weight.original0", "conv.weight_g")
-        state[key.replace("conv.parametrizations.weight.original1", "conv.weight_v")] = value
-    torch.save(state, folder / "pytorch_model.bin")
+    torch.save(mert_checkpoint_names(reference.state_dict()), folder / "pytorch_model.bin")
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "preprocessor_config.json").write_text(json.dumps({
         "do_normalize": do_normalize, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
-        "padding_side": "right", "padding_value": 0, "return_attention_mask": True, "sampling_rate": 24000}))
+        "padding_side": "right", "padding_value": 0, "return_attention_mask": True, "sampling_rate": sample_rate}))
     return reference
 
 
