@@ -44,7 +44,9 @@ def random_mu_llama(llama_args: ModelArgs, mert_config: dict, device, dtype=torc
     config = MULLaMAConfig(query_layer=min(20, llama_args.n_layers), mert_layers=mert_config["num_hidden_layers"] + 1,
                            mert_dim=mert_config["hidden_size"])
     with torch.device(device):
-        mert = MERT(hubert_config(mert_config))
+        # .to(device) as well: HubertModel makes masked_spec_embed with the legacy torch.Tensor(), which
+        # ignores the device context and would leave one parameter on the CPU
+        mert = MERT(hubert_config(mert_config)).to(device)
         model = MULLaMA(backbone, None, config, Tokenizer(sentencepiece_model_file())).to(dtype)
     model.mert = mert  # MERT stays fp32, as llama.load keeps it
     return model.requires_grad_(False).eval()

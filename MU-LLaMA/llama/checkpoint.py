@@ -24,7 +24,7 @@ from .files import (
     torch_load,
 )
 from .mert import AUDIO_MODES, MERT, hubert_config
-from .model import ModelArgs, Transformer
+from .model import ModelArgs, Transformer, rotary_frequencies
 from .mu_llama import MULLaMA, MULLaMAConfig, is_checkpointed
 from .paths import find_tokenizer, llama_folder, resolve
 from .tokenizer import Tokenizer
@@ -114,7 +114,7 @@ _ROTARY_KEYS = re.compile(r"rope\.freqs|layers\.\d+\.attention\.inner_attention\
 def pop_rotary(state: dict, args: ModelArgs, source) -> None:
     """Remove stored rotary frequencies from `state` after checking them against the ones the model
     computes (same base, same length): a checkpoint trained with another rotary base is refused."""
-    expected = 1.0 / args.rope_theta ** (torch.arange(0, args.head_dim, 2, dtype=torch.float64) / args.head_dim)
+    expected = rotary_frequencies(args.head_dim, args.rope_theta, dtype=torch.float64)
     for key in [k for k in state if _ROTARY_KEYS.fullmatch(k)]:
         stored = state.pop(key).double().flatten()
         if stored.shape == expected.shape and torch.allclose(stored, expected, rtol=1e-2, atol=0):
@@ -158,8 +158,11 @@ def save_meta(state: dict, args: ModelArgs, folder: Path, num_shards: int = 1):
     state = {k: v for k, v in state.items() if not is_added_parameter(k)}
     if args.tie_embeddings:
         state.pop("output.weight", None)
+    # Meta's shards carry the rotary frequencies too (in the weights' dtype); readers check and drop them.
+    freqs = rotary_frequencies(args.head_dim, args.rope_theta).to(state["tok_embeddings.weight"].dtype)
     for shard in range(num_shards):
         part = {key: _meta_shard(key, tensor, shard, num_shards) for key, tensor in state.items()}
+        part["rope.freqs"] = freqs
         torch.save(part, folder / f"consolidated.{shard:02d}.pth")
 
 
@@ -508,25 +511,28 @@ def _not_mu_llama(path: Path, keys: list[str]) -> str | None:
     return None
 
 
-def choose_base(state: dict, embedded: dict, policy: str, model_path, llama_dir) -> dict:
+def choose_base(state: dict, embedded: dict, policy: str, model_path, llama_dir, n_layers: int) -> dict:
     """The base LLaMA tensors to build the model from, when the checkpoint carries its own copy.
 
     The original code loaded `llama_dir`'s base and then overwrote it with the checkpoint's, so its
-    answers follow the checkpoint's base. A few rows of every tensor are compared (memory-mapped:
-    nothing else is read); when they differ, `policy` "checkpoint" (the original's behaviour) takes
-    the checkpoint's tensors, "llama_dir" keeps the folder's, and one line says which and by how much.
+    answers follow the checkpoint's base. The two are compared on the first and last row of the
+    embedding, the output head and every matrix of the first, middle and last layer, memory-mapped:
+    another base model (LLaMA-1, a chat model) differs everywhere, and on a cold page cache every row
+    compared costs a disk seek (all rows of all tensors: 30 s at 7B; these: about 1 s). When they
+    differ, `policy` "checkpoint" (the original's behaviour) takes the checkpoint's tensors,
+    "llama_dir" keeps the folder's, and one line says which and by how much.
     """
-    if policy not in BASE_WEIGHTS:
-        raise ValueError(f"base_weights must be one of {BASE_WEIGHTS}, not {policy!r}")
-    differing, largest = 0, 0.0
     for key, ours in state.items():
         theirs = embedded.get(key)
-        if theirs is None:
-            continue
-        if theirs.shape != ours.shape:
+        if theirs is not None and theirs.shape != ours.shape:
             raise CheckpointError(f"{model_path} carries a base LLaMA whose {key} is {tuple(theirs.shape)}, but "
                                   f"{llama_dir} holds {tuple(ours.shape)}: --llama_dir holds another model size")
-        rows = torch.linspace(0, ours.shape[0] - 1, steps=min(4, ours.shape[0])).long().unique()
+    layers = {f"layers.{i}." for i in (0, n_layers // 2, n_layers - 1)}
+    compared = [k for k in state if k in embedded and (not k.startswith("layers.") or k.startswith(tuple(layers)))]
+    differing, largest = 0, 0.0
+    for key in compared:
+        ours, theirs = state[key], embedded[key]
+        rows = [0, ours.shape[0] - 1]
         # The original cast llama_dir's weights to the checkpoint's dtype before it overwrote them.
         diff = (ours[rows].to(theirs.dtype).float() - theirs[rows].float()).abs().max().item()
         if diff > 0:
@@ -534,8 +540,8 @@ def choose_base(state: dict, embedded: dict, policy: str, model_path, llama_dir)
     if not differing:
         return state
     used = model_path if policy == "checkpoint" else llama_dir
-    print(f"the base LLaMA inside {model_path} differs from {llama_dir}'s ({differing} of {len(state)} tensors, "
-          f"largest difference {largest:.3g} in the rows compared): using {used}'s, "
+    print(f"the base LLaMA inside {model_path} differs from {llama_dir}'s ({differing} of {len(compared)} tensors "
+          f"compared, largest difference {largest:.3g}): using {used}'s, "
           + ("as the original code did (--base_weights llama_dir keeps the folder's)" if policy == "checkpoint"
              else "as --base_weights llama_dir asks (the original code used the checkpoint's)"), file=sys.stderr)
     if policy == "checkpoint":
@@ -571,12 +577,14 @@ def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=
     """
     if audio_mode not in AUDIO_MODES:
         raise ValueError(f"audio_mode must be one of {AUDIO_MODES}, not {audio_mode!r}")
+    if base_weights not in BASE_WEIGHTS:
+        raise ValueError(f"base_weights must be one of {BASE_WEIGHTS}, not {base_weights!r}")
     tensors, config, embedded = read_mu_llama_with_base(model_path)
     folder = llama_folder(llama_dir, llama_type)
     finetune = config.phase == "finetune"
     args, state = read_llama(folder, w_bias=finetune, w_lora=finetune, lora_rank=config.lora_rank)
     if embedded:
-        state = choose_base(state, embedded, base_weights, model_path, folder)
+        state = choose_base(state, embedded, base_weights, model_path, folder, args.n_layers)
     llama = build_llama(args, state, folder, device, dtype)
     tokenizer = Tokenizer(find_tokenizer(folder))
     mert = load_mert(mert_path, device=device, dtype=mert_dtype)

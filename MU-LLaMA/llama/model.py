@@ -77,10 +77,14 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
 
 
+def rotary_frequencies(head_dim: int, theta: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The head_dim / 2 rotary frequencies theta ** (-2i / head_dim) (Meta's `rope.freqs`)."""
+    return 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=dtype) / head_dim)
+
+
 def rotary_embedding(positions: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:
     """exp(i * position * freq) for `positions` [B, S] -> complex64 [B, S, 1, head_dim / 2]."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
-    angles = positions.float()[..., None] * inv_freq
+    angles = positions.float()[..., None] * rotary_frequencies(head_dim, theta, positions.device)
     return torch.polar(torch.ones_like(angles), angles)[:, :, None]
 
 

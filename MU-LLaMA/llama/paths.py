@@ -59,9 +59,9 @@ def hub_snapshot(repo_id: str, what: str) -> Path:
             + f": on a machine that reaches the hub run `huggingface-cli download {repo_id} --local-dir DIR` "
             "and pass DIR") from e
     except (HfHubHTTPError, OSError, ValueError) as e:
-        raise CheckpointError(f"{what} {repo_id}: the hub refused or failed the download ({str(e).splitlines()[0]}); "
-                              "for gated models (meta-llama/*) accept the licence on the model page and run "
-                              "`huggingface-cli login` first") from e
+        raise CheckpointError(f"{what} {repo_id} is not a local path, and the hub refused or failed its download "
+                              f"({str(e).splitlines()[0]}); for gated models (meta-llama/*) accept the licence on "
+                              "the model page and run `huggingface-cli login` first") from e
 
 
 def _skipped_files(repo_id: str, offline: bool) -> list[str] | None:
@@ -95,7 +95,7 @@ def llama_folder(llama_dir, llama_type: str | None = "7B") -> Path:
         return path
     candidates = sorted(p for p in path.iterdir() if p.is_dir() and has_weights(p)) if path.is_dir() else []
     if len(candidates) == 1:
-        print(f"--llama_dir {path}: no {llama_type}/ subfolder; using the weights in {candidates[0].name}/",
+        print(f"--llama_dir {path}: using the weights in {candidates[0].name}/, its only model folder",
               file=sys.stderr)
         return candidates[0]
     if candidates:
