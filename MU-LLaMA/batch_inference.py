@@ -45,6 +45,7 @@ from inference import add_model_arguments, load_model
 from tqdm import tqdm
 
 import llama
+from llama.cli import run_main
 
 from data.dataset import load_records
 
@@ -268,4 +269,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

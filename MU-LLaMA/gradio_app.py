@@ -22,6 +22,7 @@ import soundfile
 from inference import add_model_arguments, load_model
 
 from llama import AudioError, load_audio
+from llama.cli import run_main
 from llama.prompt import extract_answer
 
 SAX = Path(importlib.util.find_spec("gradio").origin).parent / "media_assets" / "audio" / "sax.wav"
@@ -179,4 +180,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 import llama
+from llama.cli import check_device, non_negative_float, positive_int, probability, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 # The released model's files, where the upstream instructions put them.
@@ -41,9 +42,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
                        help="when the checkpoint carries its own base LLaMA (the released checkpoint.pth does) and it "
                        "differs from --llama_dir's: use the checkpoint's, as the original code did, or --llama_dir's")
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--max_gen_len", type=int, default=max_gen_len)
-    sampling.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
-    sampling.add_argument("--top_p", type=float, default=top_p)
+    sampling.add_argument("--max_gen_len", type=positive_int, default=max_gen_len)
+    sampling.add_argument("--temperature", type=non_negative_float, default=temperature, help="0 = greedy")
+    sampling.add_argument("--top_p", type=probability, default=top_p)
     sampling.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same answers)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -51,6 +52,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
                      help="LLaMA and bridge dtype; auto = bfloat16 on GPU, float32 on CPU (MERT stays float32)")
     run.add_argument("--audio_mode", choices=["full", "upstream"], default="full",
                      help="full: encode the whole clip in 60 s windows; upstream: only its first 60 s")
+    run.add_argument("--debug", action="store_true", help="show the traceback of an error, not just its message")
 
 
 def resolve_model_paths(args) -> None:
@@ -66,6 +68,7 @@ def resolve_model_paths(args) -> None:
 
 
 def load_model(args) -> llama.MULLaMA:
+    check_device(args.device)
     resolve_model_paths(args)
     dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
     return llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
@@ -80,13 +83,22 @@ def main(argv=None):
     add_model_arguments(parser)
     args = parser.parse_args(argv)
     model = load_model(args)
-    clips = {path: llama.load_audio(path, model.sample_rate) for path in args.audio_path}
-    pairs = [(path, q) for path in args.audio_path for q in args.question]
+    clips, failed = {}, {}
+    for path in args.audio_path:  # a file that cannot be read is reported; the others are answered
+        try:
+            clips[path] = llama.load_audio(path, model.sample_rate)
+        except llama.AudioError as e:
+            failed[path] = str(e)
+    pairs = [(path, q) for path in clips for q in args.question]
     answers = model.answer([clips[p] for p, _ in pairs], [q for _, q in pairs], max_new_tokens=args.max_gen_len,
-                           temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+                           temperature=args.temperature, top_p=args.top_p, seed=args.seed) if pairs else []
     for (path, question), answer in zip(pairs, answers, strict=True):
         print(f"Audio File: {path}\nQ: {question}\nA: {answer}\n")
+    for why in failed.values():
+        print(f"inference.py: error: not answered: {why}", file=sys.stderr)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

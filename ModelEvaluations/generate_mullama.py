@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
 from inference import add_model_arguments, load_model  # noqa: E402
 
 import llama  # noqa: E402
+from llama.cli import run_main  # noqa: E402
 
 from data.dataset import derangement, load_records  # noqa: E402
 
@@ -116,4 +117,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

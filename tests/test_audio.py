@@ -43,3 +43,19 @@ def test_bad_input_gets_one_clear_error(tmp_path):
     for path, message in cases.items():
         with pytest.raises(AudioError, match=message):
             load_audio(path)
+
+
+def test_paths_that_are_no_audio_file_say_what_they_are(tmp_path):
+    folder = tmp_path / "song.wav"
+    folder.mkdir()
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    dangling = tmp_path / "gone.wav"
+    dangling.symlink_to(tmp_path / "deleted.wav")
+    png = tmp_path / "cover.mp3"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    cases = {folder: "is a folder, not an audio file", loop: "symbolic link loop",
+             dangling: "is a link to .*deleted.wav, which does not exist", png: "is not audio: it is a PNG image"}
+    for path, message in cases.items():
+        with pytest.raises(AudioError, match=message):
+            load_audio(path)

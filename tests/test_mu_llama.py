@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -147,3 +148,36 @@ def test_inference_cli_end_to_end(release, tmp_path):
     lines = result.stdout.splitlines()
     assert sum(line.startswith("Audio File:") for line in lines) == 4  # 2 files x 2 questions
     assert sum(line.startswith("Q:") for line in lines) == 4 and sum(line.startswith("A:") for line in lines) == 4
+
+
+def test_inference_answers_the_good_files_and_reports_the_bad_one(release, tmp_path):
+    good = tmp_path / "good.wav"
+    soundfile.write(good, clip(1.0, 0), 24000)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    command = [sys.executable, str(ROOT / "MU-LLaMA" / "inference.py"), "--model", str(release["checkpoint"]),
+               "--llama_dir", str(release["llama_dir"]), "--mert_path", str(release["mert_path"]),
+               "--max_gen_len", "4", "--temperature", "0"]
+    result = subprocess.run([*command, "--audio_path", str(good), str(empty)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"Audio File: {good}" in result.stdout and str(empty) not in result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"inference.py: error: not answered: {empty} is an empty file (0 bytes)"
+    assert "Traceback" not in result.stderr
+
+    # a user's mistake is one line, no traceback; --debug shows the traceback
+    missing = [*command[:5], str(tmp_path / "nowhere"), *command[6:], "--audio_path", str(good)]
+    result = subprocess.run(missing, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"inference.py: error: --llama_dir {tmp_path / 'nowhere'}: "
+                                                  "no such file or folder"]
+    assert "Traceback" in subprocess.run([*missing, "--debug"], capture_output=True, text=True).stderr
+
+
+@pytest.mark.parametrize("flag,value,message", [("--temperature", "-1", "must be >= 0"),
+                                                ("--top_p", "0", r"must be in \(0, 1\]"),
+                                                ("--max_gen_len", "0", "must be at least 1")])
+def test_sampling_flags_are_checked(flag, value, message):
+    result = subprocess.run([sys.executable, str(ROOT / "MU-LLaMA" / "inference.py"), "--audio_path", "x.wav",
+                             flag, value], capture_output=True, text=True)
+    assert result.returncode == 2 and re.search(f"argument {flag}: {message}", result.stderr)
