@@ -35,6 +35,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -68,7 +69,8 @@ def find_pairs(inputs: list[str], questions: list[str], audio_root: str | None) 
             pairs += [(os.path.abspath(r.audio), r.question) for r in records if r.audio is not None]
             continue
         if item.is_dir():
-            clips = sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            # links that lead nowhere are kept, so that their error record says so
+            clips = sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.is_dir())
             if not clips:
                 raise SystemExit(f"--input {item}: no audio files ({' '.join(sorted(AUDIO_EXTENSIONS))}) in it or "
                                  "its subfolders")
@@ -111,10 +113,18 @@ def read_records(path: Path, repair: bool = False) -> list[dict]:
     return records
 
 
+def json_line(record: dict) -> str:
+    """One JSONL line, UTF-8 text kept readable. A file name that is not valid UTF-8 reaches Python with
+    its bad bytes as lone surrogates (PEP 383), which UTF-8 cannot encode: they are written as JSON
+    escapes (\\udcXX), which json.loads turns back into the same name, so the path round-trips."""
+    text = json.dumps(record, ensure_ascii=False)
+    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
 def write_records(path: Path, records: list[dict]):
     """Temporary file + rename: a kill leaves the previous complete file, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    tmp.write_text("".join(map(json_line, records)), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -148,7 +158,8 @@ def merge(output: Path):
 def duration(path: str) -> float:
     """Seconds of audio from the file header (no decoding); 0 for a file soundfile cannot open."""
     try:
-        return soundfile.info(path).duration
+        with open(path, "rb") as f:  # a file object: soundfile cannot encode every file name
+            return soundfile.info(f).duration
     except (RuntimeError, OSError):
         return 0.0
 
@@ -195,7 +206,7 @@ def answer_pairs(model: llama.MULLaMA, pairs: list[tuple[str, str]], output: Pat
             records = [{"audio": a, "question": q, "answer": text, "seconds": share, "settings": settings}
                        for (a, q), text in zip(ready, answers, strict=True)]
             records += [{"audio": a, "question": q, "error": errors[a]} for a, q in batch if a in errors]
-            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            f.write("".join(map(json_line, records)))
             f.flush()
             os.fsync(f.fileno())
             counts.update(answers=len(ready), errors=len(batch) - len(ready))

@@ -184,3 +184,28 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         assert str(path) in str(error.value)
     with pytest.raises(SystemExit, match="nothing to merge"):
         batch_inference.main([*out, "--merge"])
+
+
+def test_file_names_that_are_not_utf8_are_answered_resumed_and_merged(setup, tmp_path):
+    """caf\\xe9.wav (Latin-1 bytes, as old archives and Samba shares hold them) and a dangling link."""
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    name = os.fsdecode(os.path.join(os.fsencode(folder), b"caf\xe9.wav"))
+    with open(name, "wb") as f:
+        soundfile.write(f, np.random.default_rng(2).uniform(-0.5, 0.5, 12000), RATE, format="WAV")
+    soundfile.write(folder / "plain.wav", np.random.default_rng(3).uniform(-0.5, 0.5, 9000), RATE)
+    (folder / "gone.wav").symlink_to(folder / "deleted.wav")
+    out = tmp_path / "out.jsonl"
+    args = ["--input", str(folder), "--question", QUESTIONS[0], "--output", str(out), *setup["model"]]
+    batch_inference.main(args)
+    first = {r["audio"]: r for r in records(out)}
+    assert set(first) == {name, str(folder / "plain.wav"), str(folder / "gone.wav")}
+    assert "answer" in first[name] and os.fsencode(first[name]["audio"]).endswith(b"caf\xe9.wav")
+    assert "deleted.wav, which does not exist" in first[str(folder / "gone.wav")]["error"]
+    out.read_bytes().decode("utf-8")  # the output stays valid UTF-8
+    batch_inference.main(args)  # resume: nothing left to answer
+    assert records(out) == list(first.values())
+    # merge: the record of the non-UTF-8 name comes back unchanged
+    os.replace(out, batch_inference.part_path(out, 0, 2))
+    batch_inference.main(["--output", str(out), "--merge"])
+    assert {r["audio"]: r for r in records(out)} == first

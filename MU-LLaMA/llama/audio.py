@@ -63,7 +63,8 @@ def load_audio(path, target_rate: int = SAMPLE_RATE) -> np.ndarray:
     path = Path(path)
     check_audio_path(path)
     try:
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        with path.open("rb") as f:  # a file object: soundfile cannot encode names that are not valid UTF-8
+            samples, rate = soundfile.read(f, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
         with path.open("rb") as f:
             head = f.read(16)
