@@ -12,7 +12,8 @@ The clips of the other inputs are each asked every --question.
 
 OUTPUT gets one JSON line per (audio, question):
     {"audio": absolute path, "question", "answer", "seconds": the pair's share of its batch's time,
-     "settings": {model paths, max_gen_len, temperature, top_p, seed, audio_mode, dtype, prompt_template}}
+     "settings": {model paths, max_gen_len, temperature, top_p, seed, audio_mode, dtype, prompt_template},
+     "warnings": [...] only when the clip is silent, too short or a truncated WAV (see llama.audio)}
 or, when the file cannot be read (empty, not audio, a format libsndfile cannot decode),
     {"audio", "question", "error": why}
 and the run goes on. Lines are appended and fsync'd after every batch. Re-running with the same
@@ -191,19 +192,22 @@ def answer_pairs(model: llama.MULLaMA, pairs: list[tuple[str, str]], output: Pat
     with output.open("a", encoding="utf-8") as f:
         for batch in make_batches(pairs, batch_size):
             start = time.perf_counter()
-            clips, errors = {}, {}
+            clips, errors, warnings = {}, {}, {}
             for audio in dict.fromkeys(a for a, _ in batch):
                 try:
-                    clips[audio] = llama.load_audio(audio, model.sample_rate)
+                    clips[audio], warnings[audio] = model.load_clip(audio)
                 except llama.AudioError as e:
                     errors[audio] = str(e)
-                    tqdm.write(f"error record: {e}")
+                    tqdm.write(f"error record: {e}", file=sys.stderr)
+                for warning in warnings.get(audio, []):
+                    tqdm.write(f"warning: {audio}: {warning}", file=sys.stderr)
             ready = [(a, q) for a, q in batch if a in clips]
             answers = model.answer([clips[a] for a, _ in ready], [q for _, q in ready],
                                    max_new_tokens=settings["max_gen_len"], temperature=settings["temperature"],
                                    top_p=settings["top_p"], seed=settings["seed"]) if ready else []
             share = round((time.perf_counter() - start) / max(len(ready), 1), 4)
             records = [{"audio": a, "question": q, "answer": text, "seconds": share, "settings": settings}
+                       | ({"warnings": warnings[a]} if warnings[a] else {})
                        for (a, q), text in zip(ready, answers, strict=True)]
             records += [{"audio": a, "question": q, "error": errors[a]} for a, q in batch if a in errors]
             f.write("".join(map(json_line, records)))

@@ -86,9 +86,12 @@ def main(argv=None):
     clips, failed = {}, {}
     for path in args.audio_path:  # a file that cannot be read is reported; the others are answered
         try:
-            clips[path] = llama.load_audio(path, model.sample_rate)
+            clips[path], warnings = model.load_clip(path)
         except llama.AudioError as e:
             failed[path] = str(e)
+            continue
+        for warning in warnings:
+            print(f"inference.py: warning: {path}: {warning}", file=sys.stderr)
     pairs = [(path, q) for path in clips for q in args.question]
     answers = model.answer([clips[p] for p, _ in pairs], [q for _, q in pairs], max_new_tokens=args.max_gen_len,
                            temperature=args.temperature, top_p=args.top_p, seed=args.seed) if pairs else []

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +210,29 @@ def test_file_names_that_are_not_utf8_are_answered_resumed_and_merged(setup, tmp
     os.replace(out, batch_inference.part_path(out, 0, 2))
     batch_inference.main(["--output", str(out), "--merge"])
     assert {r["audio"]: r for r in records(out)} == first
+
+
+def test_silent_short_and_truncated_clips_are_answered_with_warnings(setup, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    music = 0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * RATE) / RATE)
+    soundfile.write(folder / "silence.wav", np.zeros(10 * RATE), RATE)
+    soundfile.write(folder / "hiss.wav", 1e-5 * np.random.default_rng(0).standard_normal(3 * RATE), RATE)
+    soundfile.write(folder / "late.wav", np.concatenate([np.zeros(61 * RATE), music]), RATE)
+    soundfile.write(folder / "blip.wav", music[:100], RATE)
+    soundfile.write(folder / "music.wav", music, RATE)
+    data = (folder / "music.wav").read_bytes()
+    (folder / "cut.wav").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.jsonl"
+    batch_inference.main(["--input", str(folder), "--question", QUESTIONS[0], "--output", str(out), *setup["model"]])
+    warned = {Path(r["audio"]).name: " ".join(r.get("warnings", [])) for r in records(out)}
+    assert all("answer" in r for r in records(out))  # the model is still asked
+    assert "silent: the clip is at -inf dBFS" in warned["silence.wav"]
+    assert "silent: the clip is at -9" in warned["hiss.wav"] and "below -60" in warned["hiss.wav"]
+    assert warned["late.wav"] == "" and warned["music.wav"] == ""  # whole clips are encoded by default
+    assert "shorter than one encoder frame" in warned["blip.wav"]
+    assert "truncated: its header announces 96000 bytes of samples" in warned["cut.wav"]
+    out.unlink()
+    batch_inference.main(["--input", str(folder / "late.wav"), "--question", QUESTIONS[0], "--output", str(out),
+                          "--audio_mode", "upstream", *setup["model"]])
+    assert "silent: its first 60 s (what --audio_mode upstream encodes)" in records(out)[0]["warnings"][0]

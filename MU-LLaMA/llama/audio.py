@@ -71,6 +71,52 @@ def load_audio(path, target_rate: int = SAMPLE_RATE) -> np.ndarray:
         kind = next((what for magic, what in _NOT_AUDIO.items() if head.startswith(magic)), None)
         if kind:
             raise AudioError(f"{path} is not audio: it is {kind}") from e
-        raise AudioError(f"cannot decode {path} as audio ({e}); supported: WAV, FLAC, OGG, MP3. "
+        why = getattr(e, "error_string", e)  # libsndfile's own words, without the file object's repr
+        raise AudioError(f"cannot decode {path} as audio ({why}); supported: WAV, FLAC, OGG, MP3. "
                          "Convert other formats first, e.g. `ffmpeg -i in.m4a out.wav`") from e
     return to_mono(samples, rate, target_rate, source=str(path))
+
+
+# A clip whose encoded part is quieter than this (RMS, dB relative to full scale) carries no music: digital
+# silence is -inf, a quiet recording's noise floor about -70; quiet music sits around -40 to -20.
+SILENCE_DBFS = -60.0
+
+
+def quiet_warnings(wave: np.ndarray, sample_rate: int, encoded_seconds: float | None, min_samples: int) -> list[str]:
+    """Why the encoder may hear no music in `wave`: too short for one encoder frame, or silent over the
+    part it encodes (the first `encoded_seconds`, or all of it). The model is still asked."""
+    warnings = []
+    if len(wave) < min_samples:
+        warnings.append(f"the clip is {1000 * len(wave) / sample_rate:.1f} ms long, shorter than one encoder frame "
+                        f"({min_samples} samples): it is padded with silence")
+    part = wave[: round(encoded_seconds * sample_rate)] if encoded_seconds else wave
+    rms = float(np.sqrt(np.mean(np.square(part, dtype=np.float64)))) if len(part) else 0.0
+    level = 20 * np.log10(rms) if rms > 0 else -np.inf
+    if level < SILENCE_DBFS:
+        clipped = encoded_seconds is not None and len(wave) > len(part)
+        where = f"its first {encoded_seconds:g} s (what --audio_mode upstream encodes)" if clipped else "the clip"
+        warnings.append(f"silent: {where} is at {level:.0f} dBFS, below {SILENCE_DBFS:.0f}; the model is still asked, "
+                        "but there is no music for it to describe")
+    return warnings
+
+
+def wav_truncation(path) -> str | None:
+    """For a WAV file whose data chunk announces more bytes than the file holds (a copy or download cut
+    short), what is missing; None otherwise, and for other formats (their decoders cannot tell)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size = os.fstat(f.fileno()).st_size
+        position = 12
+        while position + 8 <= size:
+            f.seek(position)
+            chunk, length = f.read(4), int.from_bytes(f.read(4), "little")
+            if chunk == b"data":
+                have = size - position - 8
+                if length != 0xFFFFFFFF and length > have:  # 0xFFFFFFFF: a stream written without a length
+                    return (f"truncated: its header announces {length} bytes of samples, the file holds {have} "
+                            f"({have / length:.0%}); only that part is heard")
+                return None
+            position += 8 + length + (length & 1)
+    return None

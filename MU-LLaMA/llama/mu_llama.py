@@ -10,10 +10,12 @@ tanh gate (see model.Attention). Parameter names are the original code's, so its
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .audio import load_audio, quiet_warnings, wav_truncation
 from .generation import generate
 from .mert import MERT
 from .model import RMSNorm, Transformer
@@ -92,6 +94,15 @@ class MULLaMA(nn.Module):
     def sample_rate(self) -> int:
         """The rate clips must have: the encoder's (its preprocessor_config.json), 24 kHz without one."""
         return self.mert.sample_rate if self.mert is not None else 24000
+
+    def load_clip(self, path, audio_mode: str | None = None) -> tuple[np.ndarray, list[str]]:
+        """A file at the encoder's rate, and warnings a user should see beside its answer: a truncated
+        WAV, a clip too short or too quiet (over the part `audio_mode` encodes) to carry music."""
+        wave = load_audio(path, self.sample_rate)
+        window = 60.0 if (audio_mode or self.audio_mode) == "upstream" else None
+        warnings = quiet_warnings(wave, self.sample_rate, window, self.mert.min_samples if self.mert else 400)
+        truncated = wav_truncation(path)
+        return wave, [truncated] * bool(truncated) + warnings
 
     # --- music -> adapter tokens --------------------------------------------------------------
 
