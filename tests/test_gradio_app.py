@@ -104,7 +104,7 @@ def test_bad_uploads_get_a_message_and_the_app_keeps_serving(server, tmp_path):
     client = Client(server, verbose=False)
     messages = [answers(client.predict(handle_file(str(path)), "What is this?", api_name="/ask")[0])[-1]
                 for path in (empty, text, LONG_CLIP)]
-    assert messages == ["Cannot use this audio: empty.wav is an empty file",
+    assert messages == ["Cannot use this audio: empty.wav is an empty file (0 bytes)",
                         messages[1], "Cannot use this audio: the clip is 16 s long; this demo takes up to 10 s"]
     assert messages[1].startswith("Cannot use this audio: cannot decode notes.wav as audio")
     good = answers(client.predict(handle_file(str(CLIP)), "What is this?", api_name="/ask")[0])
