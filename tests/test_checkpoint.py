@@ -174,9 +174,19 @@ def test_pickle_with_code_is_refused_and_never_run(tmp_path, model):
     save_meta(model.state_dict(), model.args, tmp_path)
     torch.save(state, tmp_path / "consolidated.00.pth")
     assert not marker.exists()
-    with pytest.raises(CheckpointError, match="objects other than tensors"):
+    with pytest.raises(CheckpointError, match=r"objects other than tensors \(it holds builtins.open\)") as info:
         load_llama(tmp_path)
+    assert "weights_only=False" not in str(info.value)  # never the advice to run the file's code
     assert not marker.exists()
+
+
+def test_pre_zip_pickle_of_old_torch_loads(tmp_path, model):
+    """torch < 1.6 wrote plain pickles: they cannot be memory-mapped, but load (weights only)."""
+    save_meta(model.state_dict(), model.args, tmp_path)
+    shard = tmp_path / "consolidated.00.pth"
+    torch.save(torch.load(shard, weights_only=True), shard, _use_new_zipfile_serialization=False)
+    assert not shard.read_bytes().startswith(b"PK")
+    assert torch.equal(logits(load_llama(tmp_path)), logits(model))
 
 
 def test_malformed_params_json(tmp_path, model):

@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -80,13 +81,18 @@ def torch_load(path: Path) -> dict:
     """
     path = Path(path)
     check_file(path)
+    with path.open("rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch >= 1.6; older torch wrote a plain pickle, which cannot be mapped
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            return torch.load(path, map_location="cpu", mmap=zipped, weights_only=True)
     except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f" (it holds {found.group(1)})" if found else ""
         raise CheckpointError(
-            f"{path} holds objects other than tensors, which are refused because unpickling them "
-            f"could run arbitrary code ({str(e).splitlines()[0]}). Re-save it with tensors only.") from e
+            f"{path} holds objects other than tensors{what}, which are refused because unpickling them could run "
+            "arbitrary code. If you trust the file, re-save its tensors alone where you made it: "
+            "torch.save(model.state_dict(), path)") from e
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as e:
         raise CheckpointError(f"cannot read {path}: {str(e).splitlines()[0]}. {_truncation_hint(path)}") from e
 
