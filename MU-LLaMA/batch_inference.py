@@ -33,10 +33,13 @@ token. With --temperature > 0 the samples depend on which pairs share a batch.
 """
 
 import argparse
+import contextlib
+import fcntl
 import glob
 import json
 import os
 import re
+import socket
 import sys
 import time
 from collections import Counter
@@ -127,6 +130,31 @@ def write_records(path: Path, records: list[dict]):
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(map(json_line, records)), encoding="utf-8")
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def lock_output(path: Path):
+    """An exclusive lock on PATH.lock while the block runs. Two runs writing one output would both answer
+    every pair; the second stops instead. The kernel drops the lock when its process dies, so the file a
+    killed run leaves behind blocks nobody; a run that ends removes it."""
+    lock = path.with_name(path.name + ".lock")
+    handle = open(lock, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise SystemExit(f"{path} is being written by another run ({holder}); wait for it to end, or give "
+                         "another --output") from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
 
 
 def part_path(output: Path, rank: int, world: int) -> Path:
@@ -238,8 +266,10 @@ def main(argv=None):
     add_model_arguments(parser, max_gen_len=256, temperature=0.0, top_p=1.0)
     args = parser.parse_args(argv)
     output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     if args.merge:
-        return merge(output)
+        with lock_output(output):
+            return merge(output)
     if not args.input:
         parser.error("--input is required (or --merge)")
     if args.batch_size < 1:
@@ -253,9 +283,14 @@ def main(argv=None):
                                                                        ("LOCAL_RANK", 0)))
     if args.device == "cuda":
         args.device = f"cuda:{local_rank}"
-    mine = set(list(dict.fromkeys(a for a, _ in pairs))[rank::world])
     own = output if world == 1 else part_path(output, rank, world)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    with lock_output(own):
+        answer_all(args, pairs, output, own, rank, world)
+
+
+def answer_all(args, pairs: list[tuple[str, str]], output: Path, own: Path, rank: int, world: int):
+    """Resume or start answering this rank's share of `pairs` into `own`."""
+    mine = set(list(dict.fromkeys(a for a, _ in pairs))[rank::world])
     records = read_records(own, repair=True)
     if args.retry_errors and any("error" in r for r in records):
         write_records(own, [r for r in records if "error" not in r])

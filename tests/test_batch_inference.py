@@ -236,3 +236,22 @@ def test_silent_short_and_truncated_clips_are_answered_with_warnings(setup, tmp_
     batch_inference.main(["--input", str(folder / "late.wav"), "--question", QUESTIONS[0], "--output", str(out),
                           "--audio_mode", "upstream", *setup["model"]])
     assert "silent: its first 60 s (what --audio_mode upstream encodes)" in records(out)[0]["warnings"][0]
+
+
+def test_a_second_run_on_a_locked_output_stops_and_a_stale_lock_does_not(setup, tmp_path):
+    import fcntl
+
+    out = tmp_path / "out.jsonl"
+    args = folder_args(setup, out)
+    with open(tmp_path / "out.jsonl.lock", "a+") as held:  # a run still writing (this process holds the lock)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("pid 12345 on elsewhere")
+        held.flush()
+        with pytest.raises(SystemExit, match=r"out.jsonl is being written by another run \(pid 12345 on elsewhere\)"):
+            batch_inference.main(args)
+        with pytest.raises(SystemExit, match="being written by another run"):
+            batch_inference.main(["--output", str(out), "--merge"])
+    assert not out.exists()
+    # the lock file left by that run (its process gone, the lock released) blocks nothing
+    batch_inference.main(args)
+    assert by_pair(out) == by_pair(setup["reference"])
