@@ -15,6 +15,7 @@ import functools
 import importlib.util
 import queue
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -22,7 +23,7 @@ import soundfile
 from inference import add_model_arguments, load_model
 
 from llama import AudioError, load_audio
-from llama.cli import run_main
+from llama.cli import positive_int, run_main
 from llama.prompt import extract_answer
 
 SAX = Path(importlib.util.find_spec("gradio").origin).parent / "media_assets" / "audio" / "sax.wav"
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--max_queue", type=int, default=32, help="requests waiting beyond this are turned away")
     server.add_argument("--max_audio_seconds", type=float, default=600.0,
                         help="longer uploads are refused (the whole clip is encoded, 60 s window by 60 s window)")
+    server.add_argument("--max_question_tokens", type=positive_int, default=256,
+                        help="longer questions are refused at once, before they hold the queue")
+    server.add_argument("--max_answer_seconds", type=float, default=120.0,
+                        help="an answer still growing after this long is stopped, and the queue moves on")
     return parser
 
 
@@ -69,9 +74,10 @@ def with_history(question: str, turns: list) -> str:
     return "\n".join([*lines, question])
 
 
-def stream_answer(model, clip, question: str, **sampling):
+def stream_answer(model, clip, question: str, max_seconds: float = float("inf"), **sampling):
     """Yield the answer as it grows. model.answer runs in a thread and its per-token callback hands each
-    new token over a queue; closing this generator (the browser left) stops that thread at the next token."""
+    new token over a queue; closing this generator (the browser left) stops that thread at the next token.
+    After `max_seconds` the answer so far is yielded with a note and the thread is stopped the same way."""
     tokens, stop, result = queue.Queue(), threading.Event(), {}
     finished = object()
 
@@ -89,9 +95,16 @@ def stream_answer(model, clip, question: str, **sampling):
             tokens.put(finished)
 
     threading.Thread(target=run, daemon=True).start()
-    ids = []
+    ids, deadline = [], time.monotonic() + max_seconds
     try:
-        while (token := tokens.get()) is not finished:
+        while True:
+            try:
+                token = tokens.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty:
+                yield f"{extract_answer(model.tokenizer.decode(ids))} [stopped after {max_seconds:g} s]".lstrip()
+                return
+            if token is finished:
+                break
             if token is not None and token != model.tokenizer.eos_id:
                 ids.append(token)
                 yield extract_answer(model.tokenizer.decode(ids))
@@ -102,12 +115,20 @@ def stream_answer(model, clip, question: str, **sampling):
     yield result["answer"]
 
 
-def ask(model, max_audio_seconds, audio, question, chat, turns, feed_history, max_len, temperature, top_p, seed):
+def ask(model, max_audio_seconds, audio, question, chat, turns, feed_history, max_len, temperature, top_p, seed,
+        max_question_tokens: int = 256, max_answer_seconds: float = 120.0):
     """The chat handler: yields (chat, turns, question box) as the answer grows. `turns` holds the
     (question, answer) pairs the model gave for this clip; an error message never becomes one."""
     question = question.strip()
     if not question:
         yield chat + [{"role": "assistant", "content": "Type a question about the music."}], turns, ""
+        return
+    length = len(model.tokenizer.encode(question, bos=False))
+    if length > max_question_tokens:  # refused before it holds the queue's worker
+        shown = question if len(question) <= 200 else question[:200] + " ..."
+        refusal = (f"Your question is {length} tokens long; this demo takes up to {max_question_tokens}. "
+                   "Ask a shorter one.")
+        yield chat + [{"role": "user", "content": shown}, {"role": "assistant", "content": refusal}], turns, ""
         return
     chat = chat + [{"role": "user", "content": question}]
     try:
@@ -119,8 +140,8 @@ def ask(model, max_audio_seconds, audio, question, chat, turns, feed_history, ma
         return
     prompt = with_history(question, turns) if feed_history else question
     try:
-        for answer in stream_answer(model, clip, prompt, max_new_tokens=int(max_len), temperature=temperature,
-                                    top_p=top_p, seed=int(seed)):
+        for answer in stream_answer(model, clip, prompt, max_answer_seconds, max_new_tokens=int(max_len),
+                                    temperature=temperature, top_p=top_p, seed=int(seed)):
             yield chat + [{"role": "assistant", "content": answer}], turns, ""
     except ValueError as e:  # e.g. a prompt plus max length beyond the model's context
         yield chat + [{"role": "assistant", "content": f"Cannot answer: {e}"}], turns, ""
@@ -165,7 +186,9 @@ def build_app(model, args) -> gr.Blocks:
                 question = gr.Textbox(label="Question", placeholder="Describe the music")
                 send = gr.Button("Ask", variant="primary")
         gr.Examples(rows, inputs=[audio, question], example_labels=labels, cache_examples=False)
-        gr.on([question.submit, send.click], functools.partial(ask, model, args.max_audio_seconds),
+        handler = functools.partial(ask, model, args.max_audio_seconds, max_question_tokens=args.max_question_tokens,
+                                    max_answer_seconds=args.max_answer_seconds)
+        gr.on([question.submit, send.click], handler,
               inputs=[audio, question, chat, turns, feed_history, max_len, temperature, top_p, seed],
               outputs=[chat, turns, question], api_name="ask")
         for event in (audio.change, chat.clear):  # the chat's bin icon

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -30,8 +28,6 @@ GRADIO_AUDIO = Path(importlib.util.find_spec("gradio").origin).parent / "media_a
 CLIP = GRADIO_AUDIO / "cantina.wav"  # 3 s of real music
 LONG_CLIP = GRADIO_AUDIO / "sax.wav"  # 16 s: over the 10 s limit the server below is given
 SCREENSHOT = ROOT / "test-artifacts" / "gradio_app.png"
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--window-size=1280,1000"]
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +63,9 @@ def browser():
         done = subprocess.run(["bash", str(ROOT / "scripts" / "install_browser.sh")], capture_output=True, text=True)
         if done.returncode != 0:
             pytest.fail(f"no browser for the web demo's test: {done.stderr.strip()}")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    from screenshot_demo import open_browser
+
+    driver = open_browser()
     yield driver
     driver.quit()
 
@@ -158,3 +152,41 @@ def test_examples_are_files_that_ship():
     assert len(rows) == len(labels) == 3
     assert all(Path(path).is_file() for path, _ in rows)
     assert labels[1:] == ["synthetic: flute slow minor", "synthetic: piano fast major"]
+
+
+def test_screenshot_command_of_the_readme(server, browser, tmp_path):
+    """scripts/screenshot_demo.py as the README runs it: a PNG of the drawn page, not a blank one."""
+    out = tmp_path / "demo.png"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "screenshot_demo.py"), server, str(out)], check=True,
+                   capture_output=True, timeout=120)
+    from PIL import Image
+
+    image = Image.open(out)
+    assert image.size[0] >= 1000 and len(set(image.convert("L").getdata())) > 20  # many grey levels: text drawn
+
+
+def test_over_long_question_is_refused_at_once_and_slow_answers_stop(model, monkeypatch):
+    import time
+
+    start = time.perf_counter()
+    steps = list(gradio_app.ask(model, 600, str(CLIP), "Describe the music in every detail. " * 2000, [], [],
+                                False, 12, 0.6, 0.8, 3))
+    assert time.perf_counter() - start < 1.0 and len(steps) == 1
+    refusal = steps[0][0][-1]["content"]
+    assert refusal.startswith("Your question is ") and "this demo takes up to 256" in refusal
+    assert steps[0][1] == []  # a refusal never becomes a turn
+
+    real = model.answer
+
+    def slow(*args, on_token=None, **kwargs):  # a token every 0.3 s
+        def late(step, new):
+            time.sleep(0.3)
+            on_token(step, new)
+        return real(*args, on_token=late, **kwargs)
+
+    monkeypatch.setattr(model, "answer", slow)
+    start = time.perf_counter()
+    steps = list(gradio_app.ask(model, 600, str(CLIP), "Describe the music", [], [], False, 12, 0.6, 0.8, 3,
+                                max_answer_seconds=1.0))
+    assert time.perf_counter() - start < 3.0
+    assert steps[-1][0][-1]["content"].endswith("[stopped after 1 s]")
