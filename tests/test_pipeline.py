@@ -1,5 +1,6 @@
 """The documented pipeline on a fresh clone: tiny models -> pretrain.sh -> finetune.sh -> inference.py."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -40,3 +41,16 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     asked = json.loads((tiny / "synthetic" / "test.json").read_text())[:8]
     assert sum(row["n"] for row in scored["own_audio"].values()) == sum(r["kind"] != "caption" for r in asked)
     assert scored["own_audio"].keys() == scored["shuffled_audio"].keys()
+
+
+def test_make_tiny_models_is_bit_identical_for_the_same_seed(tmp_path):
+    """The same seed gives the same files: data, tokenizer, tiny LLaMA, tiny MERT (whose training masks
+    time steps with numpy's generator) and the feature cache."""
+    digests = []
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_models.py"), "--out", str(tmp_path / run),
+                        "--clips", "12", "--seconds", "1.5", "--text_steps", "3", "--audio_steps", "4"],
+                       check=True, capture_output=True)
+        files = sorted(p for p in (tmp_path / run).rglob("*") if p.is_file())
+        digests.append({str(p.relative_to(tmp_path / run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files})
+    assert "MERT/pytorch_model.bin" in digests[0] and digests[0] == digests[1]

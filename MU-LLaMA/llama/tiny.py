@@ -15,6 +15,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -173,6 +174,10 @@ def learn_audio(encoder, clips: torch.Tensor, labels: dict[str, list[int]], step
                                                            torch.nn.Linear(width, int(t.max()) + 1))
                                  for name, t in targets.items()})
     optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=lr, weight_decay=0.0)
+    # In training mode HubertModel masks time steps (SpecAugment) with numpy's global generator: seeded
+    # here, so that the same seed trains the same encoder, and given back its state afterwards.
+    numpy_state = np.random.get_state()
+    np.random.seed(seed)
     encoder.train()
     for _ in range(steps):
         batch = rng.sample(range(len(clips)), min(batch_size, len(clips)))
@@ -185,6 +190,7 @@ def learn_audio(encoder, clips: torch.Tensor, labels: dict[str, list[int]], step
         loss.backward()
         optimizer.step()
     encoder.eval()
+    np.random.set_state(numpy_state)
     return loss.item()
 
 
