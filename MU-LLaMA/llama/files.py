@@ -97,24 +97,23 @@ def torch_load(path: Path) -> dict:
         raise CheckpointError(f"cannot read {path}: {str(e).splitlines()[0]}. {_truncation_hint(path)}") from e
 
 
-def safetensors_keys(path: Path) -> list[str]:
+def _read_safetensors(path: Path, read):
     check_file(path)
     try:
         with safe_open(path, framework="pt") as f:
-            return list(f.keys())
+            return read(f)
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"cannot read {path}: {e}. The file is truncated (a partial download?) or "
                               "corrupt; download it again.") from e
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """The tensor names (reads the header only; fails on a file shorter than its header says)."""
+    return _read_safetensors(path, lambda f: list(f.keys()))
 
 
 def safetensors_load(path: Path) -> dict:
-    check_file(path)
-    try:
-        with safe_open(path, framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}. The file is truncated (a partial download?) or "
-                              "corrupt; download it again.") from e
+    return _read_safetensors(path, lambda f: {k: f.get_tensor(k) for k in f.keys()})
 
 
 def read_json(path: Path) -> dict:
