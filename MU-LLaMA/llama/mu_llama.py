@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import load_audio, quiet_warnings, wav_truncation
+from .audio import SAMPLE_RATE, load_audio, quiet_warnings, wav_truncation
 from .generation import generate
 from .mert import MERT
 from .model import RMSNorm, Transformer
@@ -92,15 +92,16 @@ class MULLaMA(nn.Module):
 
     @property
     def sample_rate(self) -> int:
-        """The rate clips must have: the encoder's (its preprocessor_config.json), 24 kHz without one."""
-        return self.mert.sample_rate if self.mert is not None else 24000
+        """The rate clips must have: the encoder's (its preprocessor_config.json), MERT-v1's without one."""
+        return self.mert.sample_rate if self.mert is not None else SAMPLE_RATE
 
     def load_clip(self, path, audio_mode: str | None = None) -> tuple[np.ndarray, list[str]]:
         """A file at the encoder's rate, and warnings a user should see beside its answer: a truncated
         WAV, a clip too short or too quiet (over the part `audio_mode` encodes) to carry music."""
         wave = load_audio(path, self.sample_rate)
         window = 60.0 if (audio_mode or self.audio_mode) == "upstream" else None
-        warnings = quiet_warnings(wave, self.sample_rate, window, self.mert.min_samples if self.mert else 400)
+        min_samples = self.mert.min_samples if self.mert is not None else 400  # MERT-v1's receptive field
+        warnings = quiet_warnings(wave, self.sample_rate, window, min_samples)
         truncated = wav_truncation(path)
         return wave, [truncated] * bool(truncated) + warnings
 
