@@ -22,7 +22,7 @@ import gradio as gr
 import soundfile
 from inference import add_model_arguments, load_model
 
-from llama import AudioError, load_audio
+from llama import AudioError
 from llama.cli import positive_int, run_main
 from llama.prompt import extract_answer
 
@@ -55,17 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_clip(path: str | None, max_seconds: float, sample_rate: int = 24000):
-    """The uploaded clip at the encoder's `sample_rate`, or an AudioError that says what is wrong with it."""
+def read_clip(model, path: str | None, max_seconds: float):
+    """The uploaded clip at the encoder's rate and the warnings to show beside its answer (silent, too
+    short, a cut-short WAV), or an AudioError that says what is wrong with it."""
     if not path:
         raise AudioError("no music yet: upload a file or record one, then ask")
     try:
         seconds = soundfile.info(path).duration
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
-        seconds = 0.0  # unreadable: load_audio raises the AudioError that says why
+        seconds = 0.0  # unreadable: load_clip raises the AudioError that says why
     if seconds > max_seconds:
         raise AudioError(f"the clip is {seconds:.0f} s long; this demo takes up to {max_seconds:.0f} s")
-    return load_audio(path, sample_rate)
+    return model.load_clip(path)
 
 
 def with_history(question: str, turns: list) -> str:
@@ -132,12 +133,14 @@ def ask(model, max_audio_seconds, audio, question, chat, turns, feed_history, ma
         return
     chat = chat + [{"role": "user", "content": question}]
     try:
-        clip = read_clip(audio, max_audio_seconds, model.sample_rate)
+        clip, warnings = read_clip(model, audio, max_audio_seconds)
     except AudioError as e:
         # The upload's path in the server's cache means nothing to the user; its file name does.
         message = str(e).replace(audio, Path(audio).name) if audio else str(e)
         yield chat + [{"role": "assistant", "content": f"Cannot use this audio: {message}"}], turns, ""
         return
+    if warnings:  # shown, and the model is still asked
+        chat = chat + [{"role": "assistant", "content": "Note: " + "; ".join(warnings)}]
     prompt = with_history(question, turns) if feed_history else question
     try:
         for answer in stream_answer(model, clip, prompt, max_answer_seconds, max_new_tokens=int(max_len),

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import llama
-from llama.cli import check_device, non_negative_float, positive_int, probability, run_main
+from llama.cli import add_debug_argument, check_device, non_negative_float, positive_int, probability, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 # The released model's files, where the upstream instructions put them.
@@ -52,7 +52,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
                      help="LLaMA and bridge dtype; auto = bfloat16 on GPU, float32 on CPU (MERT stays float32)")
     run.add_argument("--audio_mode", choices=["full", "upstream"], default="full",
                      help="full: encode the whole clip in 60 s windows; upstream: only its first 60 s")
-    run.add_argument("--debug", action="store_true", help="show the traceback of an error, not just its message")
+    add_debug_argument(run)
 
 
 def resolve_model_paths(args) -> None:

@@ -41,6 +41,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from llama import MULLaMA, MULLaMAConfig, Tokenizer, load_llama, load_mert, read_mu_llama, save_mu_llama  # noqa: E402
+from llama.cli import add_debug_argument, run_main  # noqa: E402
 from llama.paths import find_tokenizer, llama_folder  # noqa: E402
 from llama.prompt import IGNORE_INDEX, TOKENIZATIONS  # noqa: E402
 
@@ -370,6 +371,7 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR's last checkpoint")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config values (repeatable)")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     for key in ("llama_path", "output_dir", "pretrained_path"):
@@ -382,4 +384,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

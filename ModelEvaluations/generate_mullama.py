@@ -10,7 +10,8 @@ Re-running resumes: pairs already in OUTPUT are skipped, per pair (never per fil
 greedy unless --temperature > 0 (then seeded by --seed). Each clip is encoded whole (--audio_mode
 full) unless --audio_mode upstream. --shuffle_audio answers every question with another clip's
 audio (a seeded derangement of the clips): the control that shows how much of a score comes from
-listening. A clip that cannot be read is reported and left out (evaluate.py counts it missing).
+listening. A clip that cannot be read is reported and left out (evaluate.py counts it missing); a
+silent, too short or cut-short one is answered, and its warnings are listed in the meta file.
 """
 
 import argparse
@@ -42,15 +43,23 @@ def write_json(path: Path, payload):
     os.replace(tmp, path)
 
 
-def read_clips(paths: list[Path], loaded: dict, failed: dict, sample_rate: int) -> dict:
-    """The waveforms of `paths`, reusing those already `loaded`; unreadable ones go to `failed`."""
+def read_clips(model, paths: list[Path], loaded: dict, failed: dict, warned: dict) -> dict:
+    """The waveforms of `paths`, reusing those already `loaded`; unreadable ones go to `failed`, the
+    warnings of silent, too short or cut-short ones to `warned` (those are still answered)."""
     clips = {}
     for path in paths:
+        if path in loaded:
+            clips[path] = loaded[path]
+            continue
         try:
-            clips[path] = loaded[path] if path in loaded else llama.load_audio(path, sample_rate)
+            clips[path], warnings = model.load_clip(path)
         except llama.AudioError as e:
             failed[path.name] = str(e)
-            tqdm.write(f"skipped {path.name}: {e}")
+            tqdm.write(f"skipped {path.name}: {e}", file=sys.stderr)
+            continue
+        if warnings:
+            warned[path.name] = warnings
+            tqdm.write(f"warning: {path.name}: {'; '.join(warnings)}", file=sys.stderr)
     return clips
 
 
@@ -91,12 +100,13 @@ def main(argv=None):
     versions = {"python": platform.python_version(), "torch": torch.__version__,
                 "transformers": transformers.__version__}
     failed: dict[str, str] = {}  # unreadable clip -> why
+    warned: dict[str, list[str]] = {}  # silent, too short or cut-short clip -> warnings
     loaded: dict[Path, object] = {}
     answered_now, start = 0, time.perf_counter()
     progress = tqdm(total=len(todo), unit="pair", desc="answering")
     for i in range(0, len(todo), args.batch_size):
         part = todo[i:i + args.batch_size]
-        loaded = read_clips(sorted({heard[a] for a, _ in part}), loaded, failed, model.sample_rate)
+        loaded = read_clips(model, sorted({heard[a] for a, _ in part}), loaded, failed, warned)
         batch = [(a, q) for a, q in part if heard[a] in loaded]
         if batch:
             texts = model.answer([loaded[heard[a]] for a, _ in batch], [q for _, q in batch],
@@ -109,7 +119,7 @@ def main(argv=None):
         progress.update(len(part))
     progress.close()
     counts = {"pairs": len(pairs), "answered": sum(len(v) for v in answers.values()),
-              "answered_this_run": answered_now, "unreadable_clips": failed,
+              "answered_this_run": answered_now, "unreadable_clips": failed, "warned_clips": warned,
               "seconds_this_run": round(time.perf_counter() - start, 2)}
     write_json(output.with_name(output.name.removesuffix(".json") + ".meta.json"),
                {"settings": settings, "versions": versions, "counts": counts})

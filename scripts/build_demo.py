@@ -35,6 +35,7 @@ import train  # noqa: E402
 
 import llama  # noqa: E402
 from llama.audio import SAMPLE_RATE  # noqa: E402
+from llama.cli import UsageError, add_debug_argument, positive_int, run_main  # noqa: E402
 from llama.tiny import write_tiny_mert  # noqa: E402
 
 from data import synthetic  # noqa: E402
@@ -69,15 +70,18 @@ def main(argv=None):
     parser.add_argument("--export", default="demo", help="where the shipped files go")
     parser.add_argument("--config", default="configs/demo-pretrain.yaml")
     parser.add_argument("--llama_dir", default="ckpts/SmolLM2-135M-Instruct")
-    parser.add_argument("--clips", type=int, default=3100)
-    parser.add_argument("--test_clips", type=int, default=100)
+    parser.add_argument("--clips", type=positive_int, default=3100)
+    parser.add_argument("--test_clips", type=positive_int, default=100)
     parser.add_argument("--audio_steps", type=int, default=1500, help="encoder training steps")
     parser.add_argument("--audio_batch", type=int, default=32)
     parser.add_argument("--audio_crop", type=float, default=1.5, help="seconds of each clip heard per encoder step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="train.py config overrides")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
+    if args.test_clips >= args.clips:
+        raise UsageError(f"--test_clips {args.test_clips} leaves no training clips of --clips {args.clips}")
     out, export = Path(args.out), Path(args.export)
 
     data = out / "synthetic"
@@ -116,4 +120,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

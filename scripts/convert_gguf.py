@@ -9,10 +9,17 @@ ckpts/SmolLM2-135M-Instruct. Quantized tensors are de-quantized to fp32.
 import argparse
 
 from llama.checkpoint import convert_gguf
+from llama.cli import add_debug_argument, run_main
 
-if __name__ == "__main__":
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("gguf")
     parser.add_argument("out_dir")
-    args = parser.parse_args()
+    add_debug_argument(parser)
+    args = parser.parse_args(argv)
     print(convert_gguf(args.gguf, args.out_dir))
+
+
+if __name__ == "__main__":
+    run_main(main)

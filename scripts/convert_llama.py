@@ -9,18 +9,25 @@ import argparse
 import torch
 
 from llama import load_llama, save_hf, save_meta
+from llama.cli import add_debug_argument, run_main
 
-if __name__ == "__main__":
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src")
     parser.add_argument("dst")
     parser.add_argument("--to", choices=["hf", "meta"], required=True)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--shards", type=int, default=1, help="Meta format only: model-parallel shards")
-    args = parser.parse_args()
+    add_debug_argument(parser)
+    args = parser.parse_args(argv)
     model = load_llama(args.src, dtype=getattr(torch, args.dtype))
     if args.to == "hf":
         save_hf(model.state_dict(), model.args, args.dst)
     else:
         save_meta(model.state_dict(), model.args, args.dst, num_shards=args.shards)
     print(f"wrote {args.dst}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
 from inference import resolve_model_paths  # noqa: E402
 
 import llama  # noqa: E402
+from llama.cli import add_debug_argument, run_main  # noqa: E402
 
 from data.synthetic import compare, markdown_table  # noqa: E402
 
@@ -36,6 +37,7 @@ def main(argv=None):
     parser.add_argument("--shuffle_seed", type=int, default=0)
     parser.add_argument("--max_gen_len", type=int, default=24)
     parser.add_argument("--output", help="write the table as JSON here too")
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     resolve_model_paths(args)
     model = llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type)
@@ -46,4 +48,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -90,3 +90,18 @@ def test_shuffled_audio_answers_with_another_clip(setup, tmp_path):
     for name in names:  # the answer about clip A is what the model says when it hears clip heard[A]
         assert shuffled[name] == own[heard[name]]
     assert shuffled != own
+
+
+def test_silent_clip_answered_and_its_warning_kept_in_the_meta_file(setup, tmp_path):
+    root, release = setup
+    soundfile.write(tmp_path / "silence.wav", np.zeros(24000), 24000)
+    rows = [{"audio_name": "silence.wav", "conversation": [{"from": "human", "value": QUESTIONS[0]},
+                                                           {"from": "gpt", "value": "ref"}]}]
+    (tmp_path / "eval.json").write_text(json.dumps(rows))
+    output = tmp_path / "silent.json"
+    args = command(setup, output)
+    args[args.index("--data") + 1], args[args.index("--audio_root") + 1] = str(tmp_path / "eval.json"), str(tmp_path)
+    done = subprocess.run(args, check=True, capture_output=True, text=True)
+    assert "warning: silence.wav: silent:" in done.stderr
+    assert list(json.loads(output.read_text())["silence.wav"]) == [QUESTIONS[0]]
+    assert meta(output)["counts"]["warned_clips"]["silence.wav"][0].startswith("silent:")

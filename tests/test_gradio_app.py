@@ -190,3 +190,15 @@ def test_over_long_question_is_refused_at_once_and_slow_answers_stop(model, monk
                                 max_answer_seconds=1.0))
     assert time.perf_counter() - start < 3.0
     assert steps[-1][0][-1]["content"].endswith("[stopped after 1 s]")
+
+
+def test_silent_upload_is_noted_in_the_chat_and_still_answered(model, tmp_path):
+    import numpy as np
+    import soundfile
+
+    silent = tmp_path / "silence.wav"
+    soundfile.write(silent, np.zeros(24000 * 2, dtype=np.float32), 24000)
+    chat, turns, _ = list(gradio_app.ask(model, 600, str(silent), "What is this?", [], [], False, 4, 0.0, 1.0, 0))[-1]
+    note, answer = chat[-2]["content"], chat[-1]["content"]
+    assert note.startswith("Note: silent: ") and "dBFS" in note
+    assert turns == [("What is this?", answer)] and not answer.startswith("Note")

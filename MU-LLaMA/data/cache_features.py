@@ -23,6 +23,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llama import AudioError, load_audio, load_mert  # noqa: E402
+from llama.cli import add_debug_argument, run_main  # noqa: E402
 
 from data.dataset import load_records  # noqa: E402
 
@@ -91,7 +92,7 @@ def build_cache(mert, audio_files: list[Path], out, batch_size=8, shard_size=512
     return cache
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mert_path", required=True)
     parser.add_argument("--data", nargs="+", required=True, help="MusicQA JSON/JSONL files naming the clips")
@@ -102,7 +103,8 @@ def main():
     parser.add_argument("--audio_mode", choices=["full", "upstream"], default="full")
     parser.add_argument("--window_s", type=float, default=60.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    add_debug_argument(parser)
+    args = parser.parse_args(argv)
     files = [r.audio for path in args.data for r in load_records(path, args.audio_root) if r.audio is not None]
     mert = load_mert(args.mert_path, device=args.device)
     cache = build_cache(mert, files, args.out, args.batch_size, args.shard_size, args.audio_mode, args.window_s)
@@ -110,4 +112,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

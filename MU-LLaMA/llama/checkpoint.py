@@ -383,6 +383,7 @@ def convert_gguf(gguf_file, out_dir) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_file, out_dir = Path(gguf_file), Path(out_dir)
+    check_file(gguf_file)
     hf = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
     config = hf.config.to_dict()
     args = hf_args(config)

@@ -33,6 +33,10 @@ def run_main(main, argv=None):
         sys.exit(2)
 
 
+def add_debug_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not just its message")
+
+
 def non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
