@@ -303,7 +303,7 @@ def answer_all(args, pairs: list[tuple[str, str]], output: Path, own: Path, rank
           file=sys.stderr)
     if todo:
         model = load_model(args)
-        dtype = str(model.mu_mert_proj.weight.dtype).removeprefix("torch.")  # what --dtype auto chose
+        dtype = str(model.music_bridge.proj.weight.dtype).removeprefix("torch.")  # what --dtype auto chose
         settings = {key: getattr(args, key) for key in SETTINGS} | {"dtype": dtype,
                                                                     "prompt_template": model.config.prompt_template}
         other = sum(r.get("settings", settings) != settings for r in records)

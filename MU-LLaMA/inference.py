@@ -38,7 +38,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
                        help=f"base LLaMA (Meta or HF format) + tokenizer (default: {UPSTREAM_PATHS['llama_dir']})")
     model.add_argument("--mert_path", help=f"MERT checkpoint folder (default: {UPSTREAM_PATHS['mert_path']})")
     model.add_argument("--knn_dir", help="ignored: the ImageBind KNN cache of the original code is not used")
-    model.add_argument("--base_weights", choices=llama.checkpoint.BASE_WEIGHTS, default="checkpoint",
+    model.add_argument("--base_weights", choices=llama.build.BASE_WEIGHTS, default="checkpoint",
                        help="when the checkpoint carries its own base LLaMA (the released checkpoint.pth does) and it "
                        "differs from --llama_dir's: use the checkpoint's, as the original code did, or --llama_dir's")
     sampling = parser.add_argument_group("sampling")

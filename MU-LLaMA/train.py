@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from llama import MULLaMA, MULLaMAConfig, Tokenizer, load_llama, load_mert, read_mu_llama, save_mu_llama  # noqa: E402
 from llama.cli import add_debug_argument, run_main  # noqa: E402
+from llama.mu_llama import from_upstream  # noqa: E402
 from llama.paths import find_tokenizer, llama_folder  # noqa: E402
 from llama.prompt import IGNORE_INDEX, TOKENIZATIONS  # noqa: E402
 
@@ -151,12 +152,7 @@ def init_distributed() -> tuple[int, int, int]:
 
 
 def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None) -> MULLaMA:
-    finetune = config.phase == "finetune"
     base = llama_folder(config.llama_path, config.llama_type)
-    torch.manual_seed(config.seed)  # LoRA's random initialisation: the same on every process and in every run
-    llama = load_llama(base, device=device, dtype=getattr(torch, config.base_dtype), w_bias=finetune,
-                       w_lora=finetune, lora_rank=config.lora_rank)
-    llama.checkpointing = config.grad_checkpointing
     tokenizer = Tokenizer(find_tokenizer(base))
     # With a feature cache MERT is not needed: cached clips bring their features, text-only ones zeros.
     mert = load_mert(config.mert_path, device=device) if feature_cache is None else None
@@ -165,6 +161,9 @@ def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None)
     model_config = MULLaMAConfig(phase=config.phase, query_layer=config.query_layer, mert_layers=layers,
                                  mert_dim=hidden, bridge_width=config.bridge_width, lora_rank=config.lora_rank,
                                  prompt_template=config.prompt_template)
+    torch.manual_seed(config.seed)  # LoRA's random initialisation: the same on every process and in every run
+    llama = load_llama(base, device=device, dtype=getattr(torch, config.base_dtype), **model_config.backbone_args())
+    llama.checkpointing = config.grad_checkpointing
     torch.manual_seed(config.seed)  # the same bridge initialisation on every process, with or without MERT
     model = MULLaMA(llama, mert, model_config, tokenizer).to(device)
     if config.pretrained_path:
@@ -233,6 +232,14 @@ def save(model: MULLaMA, optimizer, position: dict, config: TrainConfig, out: Pa
     os.replace(out / "train_state.tmp.pt", out / "train_state.pt")
 
 
+def with_model_names(optimizer_state: dict) -> dict:
+    """An optimizer state keyed by parameter name, with the bridge's tensors under MULLaMA's names
+    (a train_state.pt written before the bridge became a module keys them as checkpoints do)."""
+    return {"state": {from_upstream(k): v for k, v in optimizer_state["state"].items()},
+            "param_groups": [{**g, "params": [from_upstream(k) for k in g["params"]]}
+                             for g in optimizer_state["param_groups"]]}
+
+
 def to_plain(config: TrainConfig) -> dict:
     plain = asdict(config)
     plain["betas"] = list(config.betas)
@@ -271,7 +278,7 @@ def train(config: TrainConfig, resume: bool = False):
         tensors, _ = read_mu_llama(out / "checkpoint.safetensors")
         set_model_state_dict(model, tensors, options=full)
         state = torch.load(out / "train_state.pt", weights_only=True)
-        set_optimizer_state_dict(model, optimizer, state["optimizer"], options=full)
+        set_optimizer_state_dict(model, optimizer, with_model_names(state["optimizer"]), options=full)
         position = state["position"]
         torch.set_rng_state(state["torch_rng"])
         random.setstate((3, tuple(state["python_rng"]), None))

@@ -30,7 +30,7 @@ from inference import add_model_arguments, load_model  # noqa: E402
 from load_memory import MERT_330M  # noqa: E402
 
 from llama import MERT, ModelArgs, MULLaMA, MULLaMAConfig, Tokenizer  # noqa: E402
-from llama.mert import hubert_config  # noqa: E402
+from llama.encoders.mert import hubert_config  # noqa: E402
 from llama.tiny import random_transformer, sentencepiece_model_file  # noqa: E402
 
 from data.synthetic import make_dataset  # noqa: E402

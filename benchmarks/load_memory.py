@@ -27,8 +27,8 @@ import torch
 from transformers import HubertModel
 
 from llama import ModelArgs, MULLaMA, MULLaMAConfig, Transformer, load, load_llama, save_meta
-from llama.checkpoint import torch_load
-from llama.mert import hubert_config
+from llama.encoders.mert import hubert_config
+from llama.files import torch_load
 
 SHAPES = {
     "1gb": ModelArgs(dim=1536, n_layers=16, n_heads=12, vocab_size=32000),

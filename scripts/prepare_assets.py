@@ -30,7 +30,7 @@ def prepare_wordnet() -> Path:
 
 
 def prepare_smollm2() -> Path:
-    from llama.checkpoint import convert_gguf
+    from llama.formats.gguf import convert_gguf
 
     out = ROOT / "ckpts" / "SmolLM2-135M-Instruct"
     if not (out / "model.safetensors").exists():

@@ -29,7 +29,8 @@ import torch
 from safetensors.torch import save_file
 
 from llama import ModelArgs, Transformer
-from llama.checkpoint import is_added_parameter, meta_to_hf
+from llama.formats.hf import meta_to_hf
+from llama.model import is_added_parameter
 
 # Meta's params.json for LLaMA-2 7B is {"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32,
 # "norm_eps": 1e-05, "vocab_size": -1}: the same keys, in the same order, at a tiny size.

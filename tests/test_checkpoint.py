@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llama import CheckpointError, load_llama, save_hf, save_meta
-from llama.checkpoint import meta_to_hf
+from llama.formats.hf import meta_to_hf
 
 from conftest import random_model, tiny_args
 

@@ -87,5 +87,6 @@ def test_adapter_reaches_generation(model):
             layer.attention.gate.fill_(2.0)
     adapter = torch.randn(len(PROMPTS), 2, model.args.dim) * 5
     plain = generate(model, tok, PROMPTS, max_new_tokens=8)
-    adapted = generate(model, tok, PROMPTS, max_new_tokens=8, adapter=adapter)
+    adapters = {len(model.layers) - 2: adapter[:, 0], len(model.layers) - 1: adapter[:, 1]}  # the last 2 layers
+    adapted = generate(model, tok, PROMPTS, max_new_tokens=8, adapters=adapters)
     assert [c.tokens for c in plain] != [c.tokens for c in adapted]

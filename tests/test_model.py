@@ -3,7 +3,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from llama import KVCache, ModelArgs
-from llama.checkpoint import hf_config, meta_to_hf
+from llama.formats.hf import hf_config, meta_to_hf
 
 from conftest import random_model, tiny_args
 
@@ -86,13 +86,14 @@ def test_adapter_with_zero_gates_changes_nothing_and_open_gates_do():
     model = random_model(tiny_args())
     tokens = torch.randint(0, 97, (2, 7))
     adapter = torch.randn(2, 2, model.args.dim)  # one token for each of the last 2 layers
+    adapters = {1: adapter[:, 0], 2: adapter[:, 1]}
     with torch.no_grad():
         plain = model(tokens)
-        assert torch.equal(model(tokens, adapter=adapter), plain)
+        assert torch.equal(model(tokens, adapters=adapters), plain)
         model.layers[0].attention.gate.fill_(1.0)  # not an adapted layer: still no effect
-        assert torch.equal(model(tokens, adapter=adapter), plain)
+        assert torch.equal(model(tokens, adapters=adapters), plain)
         model.layers[2].attention.gate.fill_(0.5)
-        gated = model(tokens, adapter=adapter)
+        gated = model(tokens, adapters=adapters)
     assert not torch.allclose(gated, plain, atol=1e-3)
 
 

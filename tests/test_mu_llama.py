@@ -73,7 +73,7 @@ def test_gradients_reach_exactly_the_trainable_set(phase):
         # the gate of a layer without adapter input is trainable but receives no gradient (as upstream)
         unadapted_gate = "llama.layers.0.attention.gate"
         assert trainable - got == {unadapted_gate}
-        assert {n for n in trainable if n.startswith("mu_mert_")} and "prefix_query.weight" in trainable
+        assert {n for n in trainable if n.startswith("music_bridge.")} and "prefix_query.weight" in trainable
     else:
         assert got == trainable
         assert all(("norm" in n or "bias" in n or "lora" in n) and n.startswith("llama.") for n in trainable)

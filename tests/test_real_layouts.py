@@ -14,7 +14,7 @@ import torch
 
 import llama
 from llama import CheckpointError, load, load_audio, load_llama, load_mert
-from llama.checkpoint import build_llama
+from llama.build import build_llama
 
 from conftest import ROOT
 from layouts import (

@@ -51,9 +51,9 @@ def outputs(model, clips) -> dict:
 
 
 def tiny_release_model(root: Path):
-    from tiny import write_tiny_release
-
     from llama.tiny import sentencepiece_model_file
+
+    from tiny import write_tiny_release
     release = write_tiny_release(root, sentencepiece_model_file())
     return llama.load(release["checkpoint"], release["llama_dir"], release["mert_path"])
 

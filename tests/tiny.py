@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from llama import MULLaMA, MULLaMAConfig
+from llama.mu_llama import to_upstream
 from llama.tiny import TINY_MERT_CONFIG, mert_checkpoint_names, write_tiny_mert
 
 from conftest import random_model, tiny_args
@@ -32,7 +33,7 @@ def tiny_mu_llama(phase: str = "finetune", seed: int = 0, query_layer: int = 2) 
             if name.endswith(".gate"):  # the release stores gates in fp16: use values it can hold
                 p.copy_(p.half().float())
         # Random MERT features of different clips differ by a few degrees after the L2 norm.
-        model.mu_mert_proj.weight.mul_(100)
+        model.music_bridge.proj.weight.mul_(100)
     return model.eval()
 
 
@@ -55,6 +56,7 @@ def write_upstream_checkpoint(model: MULLaMA, mert_state: dict, path: Path, base
     `base` (Meta names) replaces the model's frozen base weights in the file."""
     state = {}
     for key, value in model.state_dict().items():
+        key = to_upstream(key)
         frozen_base = key.startswith("llama.") and not any(s in key for s in ("norm", "bias", "lora", "gate"))
         if frozen_base and base is not None:
             value = base[key.removeprefix("llama.")]

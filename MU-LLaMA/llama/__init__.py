@@ -5,26 +5,23 @@ a bare backbone, `llama.generate` batched sampling, `llama.load_audio` a clip at
 """
 
 from .audio import AudioError, load_audio
-from .checkpoint import (
-                         CheckpointError,
-                         load,
-                         load_llama,
-                         load_mert,
-                         read_llama,
-                         read_mu_llama,
-                         save_hf,
-                         save_meta,
-                         save_mu_llama,
-)
+from .bridge import Bridge
+from .build import load, load_llama
+from .encoders.mert import MERT
+from .files import CheckpointError
+from .formats import read_llama
+from .formats.hf import save_hf
+from .formats.mert import load_mert
+from .formats.meta import save_meta
+from .formats.mu_llama import read_mu_llama, save_mu_llama
 from .generation import Completion, generate
-from .mert import MERT
 from .model import KVCache, ModelArgs, Transformer
 from .mu_llama import MULLaMA, MULLaMAConfig
 from .prompt import format_prompt
 from .tokenizer import Tokenizer
 
 __all__ = [
-    "MERT", "AudioError", "CheckpointError", "Completion", "KVCache", "MULLaMA", "MULLaMAConfig", "ModelArgs",
-    "Tokenizer", "Transformer", "format_prompt", "generate", "load", "load_audio", "load_llama", "load_mert",
-    "read_llama", "read_mu_llama", "save_hf", "save_meta", "save_mu_llama",
+    "MERT", "AudioError", "Bridge", "CheckpointError", "Completion", "KVCache", "MULLaMA", "MULLaMAConfig",
+    "ModelArgs", "Tokenizer", "Transformer", "format_prompt", "generate", "load", "load_audio", "load_llama",
+    "load_mert", "read_llama", "read_mu_llama", "save_hf", "save_meta", "save_mu_llama",
 ]

@@ -4,7 +4,7 @@ Prompts of different lengths are left-padded and prefilled in one forward pass; 
 masked and rotary positions start after them, so each row decodes exactly as it would alone.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,7 +39,7 @@ def next_token(logits: torch.Tensor, temperature: float, top_p: float,
 @torch.inference_mode()
 def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | Sequence[int]], *,
              max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-             seed: int | None = None, adapter: torch.Tensor | None = None,
+             seed: int | None = None, adapters: Mapping[int, torch.Tensor] | None = None,
              stop_ids: Sequence[int] | None = None,
              on_token: Callable[[int, list[int | None]], None] | None = None) -> list[Completion]:
     """Continue each prompt until it emits a stop token or `max_new_tokens` tokens.
@@ -47,7 +47,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
     prompts: strings (encoded with BOS) or lists of token ids.
     temperature: 0 is greedy; otherwise softmax(logits / T) then nucleus sampling with `top_p`.
     seed: seeds a private generator, so the same call gives the same samples.
-    adapter: [B, K, dim] adapter tokens for the last K layers (MU-LLaMA's music input).
+    adapters: {layer: [B, dim]} adapter tokens (MU-LLaMA's music input), see Transformer.forward.
     stop_ids: default `[tokenizer.eos_id]`; each sequence stops at its own.
     on_token(step, tokens): called after every step with each row's new token (None once finished).
     """
@@ -69,7 +69,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
 
     out = torch.full((len(ids), max_new_tokens), filler, device=device)
     finished = torch.zeros(len(ids), dtype=torch.bool, device=device)
-    logits = model(tokens, cache=cache, adapter=adapter, last_only=True)[:, -1]
+    logits = model(tokens, cache=cache, adapters=adapters, last_only=True)[:, -1]
     steps = 0
     for step in range(max_new_tokens):
         token = next_token(logits, temperature, top_p, generator)
@@ -81,7 +81,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
         finished |= torch.isin(token, stop)
         if step + 1 == max_new_tokens or bool(finished.all()):
             break
-        logits = model(token[:, None], cache=cache, adapter=adapter, last_only=True)[:, -1]
+        logits = model(token[:, None], cache=cache, adapters=adapters, last_only=True)[:, -1]
 
     completions = []
     stop_set = set(stop.tolist())

@@ -1,10 +1,11 @@
 """The LLaMA-2 transformer, with Meta's parameter names.
 
 Grouped-query attention, Meta's interleaved rotary convention, optional biases and LoRA exactly as
-the original MU-LLaMA (rank-r, no scaling, `lora_<name>_l1/_l2` keys), a per-layer gated adapter
-input, and a KV cache allocated per request. No file I/O and no tokenization here.
+the original MU-LLaMA (rank-r, no scaling, `lora_<name>_l1/_l2` keys), a gated adapter input for any
+layer, and a KV cache allocated per request. No file I/O and no tokenization here.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import torch
@@ -131,8 +132,16 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     return y.reshape(*x.shape[:-1], -1)
 
 
+def is_added_parameter(name: str) -> bool:
+    """Parameters no base LLaMA checkpoint holds: adapter gates, MU-LLaMA's biases and LoRA (the
+    `gates`, `biases` and `lora` groups of `Transformer.parameter_groups`)."""
+    return name.endswith(".gate") or name.endswith(".bias") or ".lora_" in name
+
+
 class _LoRAProjections(nn.Module):
     """Linear projections that may carry MU-LLaMA's LoRA: y = W x + B A x (no scaling)."""
+
+    projections: tuple[str, ...] = ()
 
     def _add_lora(self, names: tuple[str, ...], rank: int):
         for name in names:
@@ -141,6 +150,12 @@ class _LoRAProjections(nn.Module):
             up = nn.Linear(rank, base.out_features, bias=False)
             nn.init.zeros_(up.weight)
             setattr(self, f"lora_{name}_l2", up)
+
+    def owned_groups(self) -> dict[str, list[str]]:
+        """This module's biases and LoRA tensors, by local name."""
+        lora = [n for n, _ in self.named_parameters() if n.startswith("lora_")]
+        biases = [f"{n}.bias" for n in self.projections if getattr(self, n).bias is not None]
+        return {"biases": biases, "lora": lora}
 
     def _project(self, name: str, x: torch.Tensor) -> torch.Tensor:
         y = linear(x, getattr(self, name))
@@ -151,6 +166,8 @@ class _LoRAProjections(nn.Module):
 
 
 class Attention(_LoRAProjections):
+    projections = ("wq", "wk", "wv", "wo")
+
     def __init__(self, args: ModelArgs, layer_id: int):
         super().__init__()
         self.layer_id = layer_id
@@ -188,6 +205,8 @@ class Attention(_LoRAProjections):
 
 
 class FeedForward(_LoRAProjections):
+    projections = ("w1", "w2", "w3")
+
     def __init__(self, args: ModelArgs):
         super().__init__()
         hidden = args.ffn_hidden_dim
@@ -226,12 +245,27 @@ class Transformer(nn.Module):
             self.output.weight = self.tok_embeddings.weight
         self.checkpointing = False  # recompute each block in backward (training memory for compute)
 
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """The parameters no base checkpoint holds or that a phase may train, by the modules that own
+        them: `gates` (one per attention), `norms`, `biases` and `lora` (MU-LLaMA's finetune additions)."""
+        groups = {"gates": [], "norms": [], "biases": [], "lora": []}
+        for name, module in self.named_modules():
+            prefix = f"{name}." if name else ""
+            if isinstance(module, RMSNorm):
+                groups["norms"].append(prefix + "weight")
+            if isinstance(module, Attention):
+                groups["gates"].append(prefix + "gate")
+            if isinstance(module, _LoRAProjections):
+                for group, names in module.owned_groups().items():
+                    groups[group] += [prefix + n for n in names]
+        return groups
+
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
-                adapter: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+                adapters: Mapping[int, torch.Tensor] | None = None, last_only: bool = False) -> torch.Tensor:
         """Logits [B, S, vocab] (fp32) for `tokens` [B, S].
 
         cache: continue the request held in `cache` (its length is the start position).
-        adapter: [B, K, dim], one adapter token for each of the last K layers.
+        adapters: {layer index: [B, dim]}, the adapter token each of those layers attends to.
         last_only: compute logits for the last position only (what decoding needs).
         """
         B, S = tokens.shape
@@ -243,9 +277,8 @@ class Transformer(nn.Module):
         mask = self._mask(slots, start + S, pad)
 
         h = self.tok_embeddings(tokens)
-        first_adapted = self.args.n_layers - (adapter.shape[1] if adapter is not None else 0)
         for i, layer in enumerate(self.layers):
-            layer_adapter = adapter[:, i - first_adapted] if i >= first_adapted else None
+            layer_adapter = adapters.get(i) if adapters else None
             if self.checkpointing and self.training and torch.is_grad_enabled():
                 h = torch.utils.checkpoint.checkpoint(layer, h, rotation, mask, cache, layer_adapter,
                                                       use_reentrant=False)

@@ -1,35 +1,49 @@
 """MU-LLaMA: a frozen MERT encoder, the music bridge, and the LLaMA backbone with gated adapters.
 
-Per clip, MERT's per-layer time-means [L + 1, H] are mixed by a 1x1 convolution over layers,
-L2-normalised, projected to the LLaMA width and refined by three residual RMSNorm-SwiGLU blocks:
-one music vector. Adding a learned `prefix_query` row gives one adapter token for each of the
-last `query_layer` LLaMA layers, where it enters attention through the frozen `wv` and a per-head
-tanh gate (see model.Attention). Parameter names are the original code's, so its checkpoints load.
+Per clip, MERT's per-layer time-means [L + 1, H] go through the music bridge (bridge.py): one music
+vector. Adding a learned `prefix_query` row gives one adapter token for each of the last
+`query_layer` LLaMA layers, where it enters attention through the frozen `wv` and a per-head tanh
+gate (see model.Attention). Checkpoints keep the original code's parameter names (`to_upstream`).
 """
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import bridge
 from .audio import SAMPLE_RATE, load_audio, quiet_warnings, wav_truncation
+from .bridge import Bridge
+from .encoders.mert import MERT
 from .generation import generate
-from .mert import MERT
-from .model import RMSNorm, Transformer
+from .model import Transformer
 from .prompt import IGNORE_INDEX, extract_answer, format_prompt
 from .tokenizer import Tokenizer
 
-PHASES = ("pretrain", "finetune")
+
+@dataclass(frozen=True)
+class Phase:
+    trains: tuple[str, ...]  # parameter groups (MULLaMA.parameter_groups) trained in this phase
+    backbone: dict = field(default_factory=dict)  # ModelArgs fields the phase needs (the parts it adds)
+
+
+# The original code's two phases. A new stage is one more entry (and its groups, if new).
+PHASES = {
+    "pretrain": Phase(trains=("bridge", "prefix", "gates")),
+    "finetune": Phase(trains=("norms", "biases", "lora"), backbone={"w_bias": True, "w_lora": True}),
+}
+# Where each bridge lives in the model and the prefix of its parameters in the original checkpoints.
+BRIDGES = {"music_bridge": "mu_mert"}
 
 
 @dataclass
 class MULLaMAConfig:
     """Everything beyond the base LLaMA and MERT that shapes a MU-LLaMA; stored with checkpoints."""
 
-    phase: str = "finetune"  # pretrain: bridge + prefix + gates train; finetune: + LoRA and biases
+    phase: str = "finetune"  # a key of PHASES: pretrain trains bridge + prefix + gates; finetune norms, biases, LoRA
     query_layer: int = 20  # adapted layers: the last `query_layer` of the backbone
     mert_layers: int = 25  # MERT hidden states per clip (num_hidden_layers + 1)
     mert_dim: int = 1024
@@ -39,22 +53,27 @@ class MULLaMAConfig:
 
     def __post_init__(self):
         if self.phase not in PHASES:
-            raise ValueError(f"phase must be one of {PHASES}, not {self.phase!r}")
+            raise ValueError(f"phase must be one of {tuple(PHASES)}, not {self.phase!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def is_trained(name: str, phase: str) -> bool:
-    """The original code's trainable sets, by parameter name."""
-    if phase == "pretrain":
-        return (name.startswith("llama.") and "gate" in name) or name.startswith(("mu_mert_", "prefix_query."))
-    return name.startswith("llama.") and any(part in name for part in ("norm", "bias", "lora"))
+    def backbone_args(self) -> dict:
+        """The ModelArgs fields this model's LLaMA needs: the parts its phase adds, LoRA's rank."""
+        return {**PHASES[self.phase].backbone, "lora_rank": self.lora_rank}
 
 
-def is_checkpointed(name: str) -> bool:
-    """Tensors a MU-LLaMA checkpoint holds: whatever either phase trains (never base weights or MERT)."""
-    return any(is_trained(name, phase) for phase in PHASES)
+def to_upstream(key: str) -> str:
+    """A MU-LLaMA parameter name as the original code's checkpoints spell it."""
+    for attribute, prefix in BRIDGES.items():
+        key = bridge.to_upstream(key, attribute, prefix)
+    return key
+
+
+def from_upstream(key: str) -> str:
+    for attribute, prefix in BRIDGES.items():
+        key = bridge.from_upstream(key, attribute, prefix)
+    return key
 
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -80,15 +99,22 @@ class MULLaMA(nn.Module):
         self.mert = mert
         self.tokenizer = tokenizer
         self.audio_mode = "full"  # default of answer(): encode whole clips ("upstream": first 60 s only)
-        dim, width = llama.args.dim, config.bridge_width or 4 * llama.args.dim
-        self.mu_mert_agg = nn.Conv1d(config.mert_layers, 1, kernel_size=1)
-        self.mu_mert_proj = nn.Linear(config.mert_dim, dim)
-        for k in (1, 2, 3):
-            setattr(self, f"mu_mert_norm_{k}", RMSNorm(dim, eps=1e-6))
-            setattr(self, f"mu_mert_f1_{k}", nn.Linear(dim, width, bias=False))
-            setattr(self, f"mu_mert_f2_{k}", nn.Linear(width, dim, bias=False))
-            setattr(self, f"mu_mert_f3_{k}", nn.Linear(dim, width, bias=False))
+        dim = llama.args.dim
+        self.music_bridge = Bridge(config.mert_layers, config.mert_dim, dim, config.bridge_width or 4 * dim)
         self.prefix_query = nn.Embedding(config.query_layer, dim)
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """Parameter names by the module that owns them: the bridge, the prefix, and the backbone's
+        gates, norms, biases and LoRA."""
+        groups = {"bridge": [f"music_bridge.{n}" for n, _ in self.music_bridge.named_parameters()],
+                  "prefix": ["prefix_query.weight"]}
+        for group, names in self.llama.parameter_groups().items():
+            groups[group] = [f"llama.{n}" for n in names]
+        return groups
+
+    def trained_names(self, phases: Sequence[str]) -> list[str]:
+        groups = self.parameter_groups()
+        return [n for phase in phases for group in PHASES[phase].trains for n in groups[group]]
 
     @property
     def sample_rate(self) -> int:
@@ -115,25 +141,23 @@ class MULLaMA(nn.Module):
 
     def music_features(self, layer_means: torch.Tensor) -> torch.Tensor:
         """[B, L + 1, H] MERT layer means -> [B, dim] music vector."""
-        x = layer_means.to(self.mu_mert_proj.weight)
-        x = F.normalize(self.mu_mert_agg(x).squeeze(1), dim=-1)
-        x = self.mu_mert_proj(x)
-        for k in (1, 2, 3):
-            h = getattr(self, f"mu_mert_norm_{k}")(x)
-            up, gate = getattr(self, f"mu_mert_f3_{k}")(h), getattr(self, f"mu_mert_f1_{k}")(h)
-            x = x + getattr(self, f"mu_mert_f2_{k}")(F.silu(gate) * up)
-        return x
+        return self.music_bridge(layer_means)
 
     def adapter(self, layer_means: torch.Tensor) -> torch.Tensor:
         """[B, query_layer, dim]: the music vector plus one learned row per adapted layer."""
         return self.music_features(layer_means)[:, None] + self.prefix_query.weight[None]
+
+    def adapters(self, adapter: torch.Tensor) -> dict[int, torch.Tensor]:
+        """`adapter` rows [B, query_layer, dim] by the backbone layer they enter: the last query_layer."""
+        first = self.llama.args.n_layers - adapter.shape[1]
+        return {first + j: adapter[:, j] for j in range(adapter.shape[1])}
 
     # --- training ------------------------------------------------------------------------------
 
     def forward(self, tokens: torch.Tensor, layer_means: torch.Tensor, labels: torch.Tensor | None = None):
         """Logits [B, S, vocab] of `tokens` [B, S] conditioned on the clips' MERT layer means; with
         `labels`, the training loss instead (see `loss`)."""
-        logits = self.llama(tokens, adapter=self.adapter(layer_means))
+        logits = self.llama(tokens, adapters=self.adapters(self.adapter(layer_means)))
         return logits if labels is None else answer_loss(logits, labels)
 
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor, layer_means: torch.Tensor) -> torch.Tensor:
@@ -142,18 +166,21 @@ class MULLaMA(nn.Module):
     def set_phase(self, phase: str) -> list[str]:
         """Freeze everything but the phase's trainable set, cast that set to fp32; returns its names."""
         self.config.phase = phase
-        names = []
+        names = set(self.trained_names([phase]))
         for name, param in self.named_parameters():
-            trained = is_trained(name, phase)
-            param.requires_grad_(trained)
-            if trained:
+            param.requires_grad_(name in names)
+            if name in names:
                 param.data = param.data.float()
-                names.append(name)
-        return names
+        return [n for n, _ in self.named_parameters() if n in names]
+
+    def checkpointed_names(self) -> set[str]:
+        """What a MU-LLaMA checkpoint holds: whatever any phase trains (never base weights or MERT)."""
+        return set(self.trained_names(list(PHASES)))
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        """The trained tensors only: what a MU-LLaMA checkpoint stores."""
-        return {k: v for k, v in self.state_dict().items() if is_checkpointed(k)}
+        """The trained tensors only, under this module's names (`to_upstream` gives the file's)."""
+        names = self.checkpointed_names()
+        return {k: v for k, v in self.state_dict().items() if k in names}
 
     # --- answering -----------------------------------------------------------------------------
 
@@ -176,6 +203,6 @@ class MULLaMA(nn.Module):
         adapter = self.adapter(means)[[index[id(clip)] for clip in clips]]
         prompts = [format_prompt(q, self.config.prompt_template) for q in questions]
         completions = generate(self.llama, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
-                               temperature=temperature, top_p=top_p, seed=seed, adapter=adapter,
+                               temperature=temperature, top_p=top_p, seed=seed, adapters=self.adapters(adapter),
                                on_token=on_token)
         return [extract_answer(c.text) for c in completions]

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import save_meta
-from .mert import hubert_config
+from .encoders.mert import hubert_config
+from .formats.meta import save_meta
 from .model import ModelArgs, Transformer
 from .prompt import encode_example
 

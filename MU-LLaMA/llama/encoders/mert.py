@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import HubertConfig, HubertModel
 
-from .audio import AudioError
+from ..audio import AudioError
 
 # HubertConfig fields a MERT config.json carries under the same names.
 _SHARED_FIELDS = [

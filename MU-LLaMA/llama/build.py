@@ -1,0 +1,165 @@
+"""The one assembly point: paths -> a ready model. Inference, training and every script build here.
+
+Loading never holds two copies of the weights: the model is built on the `meta` device and the
+checkpoint tensors, memory-mapped, are assigned in the requested dtype and device one by one (with
+no copy at all when file, dtype and device already agree).
+"""
+
+import sys
+
+import torch
+
+from .encoders.mert import AUDIO_MODES
+from .files import CheckpointError
+from .formats import read_llama
+from .formats.mert import load_mert
+from .formats.mu_llama import read_mu_llama_with_base
+from .model import ModelArgs, Transformer, is_added_parameter
+from .mu_llama import MULLaMA
+from .paths import find_tokenizer, llama_folder
+from .tokenizer import Tokenizer
+
+BASE_WEIGHTS = ("checkpoint", "llama_dir")
+
+
+def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=torch.float32,
+         audio_mode="full", mert_dtype=torch.float32, base_weights="checkpoint"):
+    """A ready MU-LLaMA, frozen and in eval mode.
+
+    model_path: the released `checkpoint.pth` or this project's `.safetensors`.
+    llama_dir: the base LLaMA; `llama_dir/llama_type` when that folder exists (upstream layout,
+      tokenizer.model in llama_dir), else llama_dir itself, else its one weights subfolder (Meta's
+      download.sh layout); also a weight file, an HF cache folder or a hub id. Meta or HF format.
+    mert_path: a MERT checkpoint folder or hub id. MERT runs in `mert_dtype` (fp32 by default, as upstream).
+    base_weights: when the checkpoint carries its own base LLaMA (the released checkpoint.pth does)
+      and it differs from llama_dir's: "checkpoint" uses it, as the original code did; "llama_dir"
+      keeps the folder's (see `choose_base`).
+    audio_mode: how `answer` encodes clips by default: "full" (whole clip, 60 s windows) or
+      "upstream" (only the first 60 s, as the original code).
+    """
+    if audio_mode not in AUDIO_MODES:
+        raise ValueError(f"audio_mode must be one of {AUDIO_MODES}, not {audio_mode!r}")
+    if base_weights not in BASE_WEIGHTS:
+        raise ValueError(f"base_weights must be one of {BASE_WEIGHTS}, not {base_weights!r}")
+    tensors, config, embedded = read_mu_llama_with_base(model_path)
+    folder = llama_folder(llama_dir, llama_type)
+    args, state = read_llama(folder, **config.backbone_args())
+    if embedded:
+        state = choose_base(state, embedded, base_weights, model_path, folder, args.n_layers)
+    llama = build_llama(args, state, folder, device, dtype)
+    tokenizer = Tokenizer(find_tokenizer(folder))
+    mert = load_mert(mert_path, device=device, dtype=mert_dtype)
+    if (mert.num_layers, mert.hidden_size) != (config.mert_layers, config.mert_dim):
+        raise CheckpointError(f"the MERT in {mert_path} gives {mert.num_layers} layers x {mert.hidden_size}, "
+                              f"the checkpoint's bridge expects {config.mert_layers} x {config.mert_dim}")
+    with torch.device("meta"):  # only the bridge is new here; llama and mert are already loaded
+        model = MULLaMA(llama, mert, config, tokenizer)
+    names = model.checkpointed_names()
+    expected = {k: v.shape for k, v in model.state_dict().items() if k in names}
+    # The backbone's trained tensors (norms, gates, LoRA, biases) override the base where present.
+    check_shapes(expected, tensors, model_path, optional={k for k in expected if k.startswith("llama.")})
+    model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in tensors.items()},
+                          strict=False, assign=True)
+    model.audio_mode = audio_mode
+    return model.requires_grad_(False).eval()
+
+
+def choose_base(state: dict, embedded: dict, policy: str, model_path, llama_dir, n_layers: int) -> dict:
+    """The base LLaMA tensors to build the model from, when the checkpoint carries its own copy.
+
+    The original code loaded `llama_dir`'s base and then overwrote it with the checkpoint's, so its
+    answers follow the checkpoint's base. The two are compared on the first and last row of the
+    embedding, the output head and every matrix of the first, middle and last layer, memory-mapped:
+    another base model (LLaMA-1, a chat model) differs everywhere, and on a cold page cache every row
+    compared costs a disk seek (all rows of all tensors: 30 s at 7B; these: about 1 s). When they
+    differ, `policy` "checkpoint" (the original's behaviour) takes the checkpoint's tensors,
+    "llama_dir" keeps the folder's, and one line says which and by how much.
+    """
+    for key, ours in state.items():
+        theirs = embedded.get(key)
+        if theirs is not None and theirs.shape != ours.shape:
+            raise CheckpointError(f"{model_path} carries a base LLaMA whose {key} is {tuple(theirs.shape)}, but "
+                                  f"{llama_dir} holds {tuple(ours.shape)}: --llama_dir holds another model size")
+    layers = {f"layers.{i}." for i in (0, n_layers // 2, n_layers - 1)}
+    compared = [k for k in state if k in embedded and (not k.startswith("layers.") or k.startswith(tuple(layers)))]
+    differing, largest = 0, 0.0
+    for key in compared:
+        ours, theirs = state[key], embedded[key]
+        rows = [0, ours.shape[0] - 1]
+        # The original cast llama_dir's weights to the checkpoint's dtype before it overwrote them.
+        diff = (ours[rows].to(theirs.dtype).float() - theirs[rows].float()).abs().max().item()
+        if diff > 0:
+            differing, largest = differing + 1, max(largest, diff)
+    if not differing:
+        return state
+    used = model_path if policy == "checkpoint" else llama_dir
+    print(f"the base LLaMA inside {model_path} differs from {llama_dir}'s ({differing} of {len(compared)} tensors "
+          f"compared, largest difference {largest:.3g}): using {used}'s, "
+          + ("as the original code did (--base_weights llama_dir keeps the folder's)" if policy == "checkpoint"
+             else "as --base_weights llama_dir asks (the original code used the checkpoint's)"), file=sys.stderr)
+    if policy == "checkpoint":
+        state.update({k: embedded[k] for k in state if k in embedded})
+    return state
+
+
+def load_llama(path, device="cpu", dtype=torch.float32, llama_type: str | None = None, **overrides) -> Transformer:
+    """The LLaMA in a Meta- or HF-format folder, in `dtype` on `device`, in eval mode, frozen.
+
+    path: the folder, a file in it, a folder with one weights subfolder (Meta's download.sh
+      layout; `llama_type` names one of several), an HF cache folder or a hub id.
+    overrides: ModelArgs fields to change (e.g. w_bias=True, w_lora=True, max_seq_len=...).
+    """
+    folder = llama_folder(path, llama_type)
+    args, state = read_llama(folder, **overrides)
+    return build_llama(args, state, folder, device, dtype)
+
+
+def build_llama(args: ModelArgs, state: dict, source, device="cpu", dtype=torch.float32) -> Transformer:
+    """A frozen Transformer from a state dict with Meta names, built on `meta` and assigned tensor by tensor."""
+    with torch.device("meta"):
+        model = Transformer(args)
+    expected = {k: v.shape for k, v in model.state_dict().items() if not is_added_parameter(k)}
+    if args.tie_embeddings:
+        expected.pop("output.weight")
+        state.pop("output.weight", None)  # some tied checkpoints still store the head
+    check_shapes(expected, state, source)
+    for key in list(state):  # one tensor at a time: never a second copy of the whole model
+        state[key] = state[key].to(device=device, dtype=dtype)
+    model.load_state_dict(state, strict=False, assign=True)
+    del state
+    init_added_parameters(model, device, dtype)
+    if args.tie_embeddings:
+        model.output.weight = model.tok_embeddings.weight
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def check_shapes(expected: dict, state: dict, source, optional=frozenset()) -> None:
+    """One error listing every missing, unexpected and wrong-shaped tensor.
+
+    expected: name -> shape of what the model takes; names in `optional` may be absent.
+    """
+    missing = sorted(set(expected) - set(state) - set(optional))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k])}"
+             for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != tuple(expected[k])]
+    problems = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+            problems.append(f"{len(items)} {title}:\n  " + "\n  ".join(shown))
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not fit the model:\n" + "\n".join(problems))
+
+
+def init_added_parameters(model: torch.nn.Module, device, dtype) -> None:
+    """Give parameters that no checkpoint provided (still on `meta`) their initial values:
+    zeros for gates, biases and LoRA up-projections, nn.Linear's default for LoRA down-projections."""
+    for name, param in list(model.named_parameters()):
+        if not param.is_meta:
+            continue
+        value = torch.zeros(param.shape, device=device, dtype=dtype)
+        if name.endswith("_l1.weight"):
+            torch.nn.init.kaiming_uniform_(value, a=5 ** 0.5)
+        owner, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(owner), attr, torch.nn.Parameter(value, requires_grad=param.requires_grad))
