@@ -46,13 +46,11 @@ from collections import Counter
 from pathlib import Path
 
 import soundfile
-from inference import add_model_arguments, load_model
 from tqdm import tqdm
 
 import llama
-from llama.cli import run_main
-
-from data.dataset import load_records
+from llama.cli import add_model_arguments, load_model, run_main
+from llama.data.dataset import load_records
 
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
 SETTINGS = ("model", "llama_type", "llama_dir", "mert_path", "max_gen_len", "temperature", "top_p", "seed",
@@ -303,9 +301,9 @@ def answer_all(args, pairs: list[tuple[str, str]], output: Path, own: Path, rank
           file=sys.stderr)
     if todo:
         model = load_model(args)
-        dtype = str(model.music_bridge.proj.weight.dtype).removeprefix("torch.")  # what --dtype auto chose
+        dtype = str(model.model.music_bridge.proj.weight.dtype).removeprefix("torch.")  # what --dtype auto chose
         settings = {key: getattr(args, key) for key in SETTINGS} | {"dtype": dtype,
-                                                                    "prompt_template": model.config.prompt_template}
+                                                                    "prompt_template": model.template}
         other = sum(r.get("settings", settings) != settings for r in records)
         if other:
             print(f"note: {other} records already written were made with other settings; they are kept",

@@ -13,18 +13,13 @@ an unusable upload with a message in the chat.
 import argparse
 import functools
 import importlib.util
-import queue
-import threading
-import time
 from pathlib import Path
 
 import gradio as gr
 import soundfile
-from inference import add_model_arguments, load_model
 
 from llama import AudioError
-from llama.cli import positive_int, run_main
-from llama.prompt import extract_answer
+from llama.cli import add_model_arguments, load_model, positive_int, run_main
 
 SAX = Path(importlib.util.find_spec("gradio").origin).parent / "media_assets" / "audio" / "sax.wav"
 EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
@@ -75,47 +70,6 @@ def with_history(question: str, turns: list) -> str:
     return "\n".join([*lines, question])
 
 
-def stream_answer(model, clip, question: str, max_seconds: float = float("inf"), **sampling):
-    """Yield the answer as it grows. model.answer runs in a thread and its per-token callback hands each
-    new token over a queue; closing this generator (the browser left) stops that thread at the next token.
-    After `max_seconds` the answer so far is yielded with a note and the thread is stopped the same way."""
-    tokens, stop, result = queue.Queue(), threading.Event(), {}
-    finished = object()
-
-    def on_token(step, new):
-        if stop.is_set():
-            raise InterruptedError("answer abandoned")
-        tokens.put(new[0])
-
-    def run():
-        try:
-            result["answer"] = model.answer([clip], [question], on_token=on_token, **sampling)[0]
-        except Exception as e:  # handed to the reading side, which re-raises it
-            result["error"] = e
-        finally:
-            tokens.put(finished)
-
-    threading.Thread(target=run, daemon=True).start()
-    ids, deadline = [], time.monotonic() + max_seconds
-    try:
-        while True:
-            try:
-                token = tokens.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except queue.Empty:
-                yield f"{extract_answer(model.tokenizer.decode(ids))} [stopped after {max_seconds:g} s]".lstrip()
-                return
-            if token is finished:
-                break
-            if token is not None and token != model.tokenizer.eos_id:
-                ids.append(token)
-                yield extract_answer(model.tokenizer.decode(ids))
-    finally:
-        stop.set()
-    if "error" in result:
-        raise result["error"]
-    yield result["answer"]
-
-
 def ask(model, max_audio_seconds, audio, question, chat, turns, feed_history, max_len, temperature, top_p, seed,
         max_question_tokens: int = 256, max_answer_seconds: float = 120.0):
     """The chat handler: yields (chat, turns, question box) as the answer grows. `turns` holds the
@@ -143,7 +97,7 @@ def ask(model, max_audio_seconds, audio, question, chat, turns, feed_history, ma
         chat = chat + [{"role": "assistant", "content": "Note: " + "; ".join(warnings)}]
     prompt = with_history(question, turns) if feed_history else question
     try:
-        for answer in stream_answer(model, clip, prompt, max_answer_seconds, max_new_tokens=int(max_len),
+        for answer in model.stream(clip, prompt, max_answer_seconds, max_new_tokens=int(max_len),
                                     temperature=temperature, top_p=top_p, seed=int(seed)):
             yield chat + [{"role": "assistant", "content": answer}], turns, ""
     except ValueError as e:  # e.g. a prompt plus max length beyond the model's context
@@ -177,7 +131,7 @@ def build_app(model, args) -> gr.Blocks:
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Music")
                 feed_history = gr.Checkbox(False, label="Feed earlier turns to the model", info=HISTORY_NOTE)
                 with gr.Accordion("Sampling", open=False):
-                    context = model.llama.args.max_seq_len  # question + answer must fit in it
+                    context = model.model.llama.args.max_seq_len  # question + answer must fit in it
                     max_len = gr.Slider(1, context, value=min(args.max_gen_len, context), step=1,
                                         label="Max length (tokens)")
                     temperature = gr.Slider(0, max(1.0, args.temperature), value=args.temperature,

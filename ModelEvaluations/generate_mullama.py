@@ -26,14 +26,13 @@ import torch
 import transformers
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
-
-from inference import add_model_arguments, load_model  # noqa: E402
-
-import llama  # noqa: E402
-from llama.cli import run_main  # noqa: E402
-
-from data.dataset import derangement, load_records  # noqa: E402
+import llama
+from llama.cli import (
+    add_model_arguments,
+    load_model,
+    run_main,
+)
+from llama.data.dataset import derangement, load_records
 
 
 def write_json(path: Path, payload):
@@ -96,7 +95,7 @@ def main(argv=None):
     settings = {key: getattr(args, key) for key in ("model", "llama_type", "llama_dir", "mert_path", "data",
                                                     "audio_root", "audio_mode", "max_gen_len", "temperature",
                                                     "top_p", "seed", "shuffle_audio", "shuffle_seed", "dtype")}
-    settings["prompt_template"] = model.config.prompt_template
+    settings["prompt_template"] = model.template
     versions = {"python": platform.python_version(), "torch": torch.__version__,
                 "transformers": transformers.__version__}
     failed: dict[str, str] = {}  # unreadable clip -> why

@@ -24,10 +24,8 @@ from pathlib import Path
 import soundfile
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from annotate import OUTPUT_NAMES, finished_clips  # noqa: E402
-from sources import READERS  # noqa: E402
+from annotate import OUTPUT_NAMES, finished_clips
+from sources import READERS
 
 SPLITS = [("musiccaps", "PretrainMusicQA.json"), ("mtt", "FinetuneMusicQA.json"), ("mtg", "EvalMusicQA.json")]
 

@@ -4,12 +4,7 @@
     python MusicQA/musiccaps_process.py --dir DIR [--llm mosaicml/mpt-7b-chat] [--batch_size 8] [--device cuda]
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from annotate import main  # noqa: E402
+from annotate import main
 
 if __name__ == "__main__":
     main("musiccaps")

@@ -15,30 +15,24 @@ clips of 30 s, 64-token answers (random weights practically never stop early), b
 """
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from batch_inference import SETTINGS, answer_pairs, find_pairs, read_records
+from load_memory import MERT_330M
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "MU-LLaMA"))
-
-from batch_inference import SETTINGS, answer_pairs, find_pairs, read_records  # noqa: E402
-from inference import add_model_arguments, load_model  # noqa: E402
-from load_memory import MERT_330M  # noqa: E402
-
-from llama import MERT, ModelArgs, MULLaMA, MULLaMAConfig, Tokenizer  # noqa: E402
-from llama.encoders.mert import hubert_config  # noqa: E402
-from llama.tiny import random_transformer, sentencepiece_model_file  # noqa: E402
-
-from data.synthetic import make_dataset  # noqa: E402
+from llama import MERT, ModelArgs, MULLaMA, MULLaMAConfig, Pipeline, Tokenizer
+from llama.cli import add_model_arguments, load_model
+from llama.data.synthetic import make_dataset
+from llama.encoders.mert import hubert_config
+from llama.testing.tiny import random_transformer, sentencepiece_model_file
 
 LLAMA_2_7B = ModelArgs(max_seq_len=4096, w_bias=True, w_lora=True)
 
 
-def random_mu_llama(llama_args: ModelArgs, mert_config: dict, device, dtype=torch.bfloat16) -> MULLaMA:
+def random_mu_llama(llama_args: ModelArgs, mert_config: dict, device, dtype=torch.bfloat16) -> Pipeline:
     """A MU-LLaMA of any shape with random weights, allocated on `device` directly (no CPU copy)."""
     backbone = random_transformer(llama_args, device, dtype)
     config = MULLaMAConfig(query_layer=min(20, llama_args.n_layers), mert_layers=mert_config["num_hidden_layers"] + 1,
@@ -47,9 +41,9 @@ def random_mu_llama(llama_args: ModelArgs, mert_config: dict, device, dtype=torc
         # .to(device) as well: HubertModel makes masked_spec_embed with the legacy torch.Tensor(), which
         # ignores the device context and would leave one parameter on the CPU
         mert = MERT(hubert_config(mert_config)).to(device)
-        model = MULLaMA(backbone, None, config, Tokenizer(sentencepiece_model_file())).to(dtype)
+        model = MULLaMA(backbone, None, config).to(dtype)
     model.mert = mert  # MERT stays fp32, as llama.load keeps it
-    return model.requires_grad_(False).eval()
+    return Pipeline(model.requires_grad_(False).eval(), Tokenizer(sentencepiece_model_file()))
 
 
 def main():

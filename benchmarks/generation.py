@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from llama import ModelArgs, Tokenizer, generate, load_llama
-from llama.tiny import random_transformer
+from llama.testing.tiny import random_transformer
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [

@@ -29,6 +29,9 @@ from transformers import HubertModel
 from llama import ModelArgs, MULLaMA, MULLaMAConfig, Transformer, load, load_llama, save_meta
 from llama.encoders.mert import hubert_config
 from llama.files import torch_load
+from llama.formats.mu_llama import is_trained_key
+from llama.mu_llama import to_upstream
+from llama.testing.upstream import write_upstream_checkpoint
 
 SHAPES = {
     "1gb": ModelArgs(dim=1536, n_layers=16, n_heads=12, vocab_size=32000),
@@ -101,15 +104,11 @@ def write_mu_llama_release(args: ModelArgs, root: Path):
     with torch.device("meta"):
         shell = MULLaMA(Transformer(finetune_args), None, config)
     trained = {k: v.shape for k, v in shell.state_dict().items() if k not in state}
-    for key, value in random_like(trained, torch.float32).items():
-        state[key] = value.half() if key.endswith(".gate") else value
-    state.update({f"mert_model.{k}": v for k, v in torch_load(root / "MERT" / "pytorch_model.bin").items()})
-    trainable = [k for k in trained if any(s in k for s in ("norm", "bias", "lora")) and k.startswith("llama.")]
-    optimizer = {"state": {i: {"step": torch.tensor(1000.0), "exp_avg": torch.zeros_like(state[k]),
-                               "exp_avg_sq": torch.zeros_like(state[k])} for i, k in enumerate(trainable)},
-                 "param_groups": [{"lr": 1e-4, "weight_decay": 0.05, "params": list(range(len(trainable)))}]}
-    torch.save({"model": state, "optimizer": optimizer, "epoch": 19, "scaler": {"scale": 65536.0},
-                "args": argparse.Namespace(llama_type="7B", max_words=512)}, root / "checkpoint.pth")
+    state.update(random_like(trained, torch.float32))
+    moments = {i: {"step": torch.tensor(1000.0), "exp_avg": torch.zeros_like(v), "exp_avg_sq": torch.zeros_like(v)}
+               for i, v in enumerate(v for k, v in state.items() if is_trained_key(to_upstream(k)))}
+    write_upstream_checkpoint(state, torch_load(root / "MERT" / "pytorch_model.bin"), root / "checkpoint.pth",
+                              optimizer_state=moments)
     for f in scratch.iterdir():
         f.unlink()
     scratch.rmdir()
@@ -129,18 +128,18 @@ def child(folder: Path, dtype: torch.dtype, mu_llama: bool):
     tokens = torch.arange(1, 5)[None]
     with torch.inference_mode():
         if mu_llama:  # MERT on 10 s of audio, then the bridge and all of LLaMA
-            means = model.encode_audio([torch.randn(240000).numpy() * 0.1])
-            model(tokens, means)
+            means = model.model.encode_audio([torch.randn(240000).numpy() * 0.1])
+            model.model(tokens, means)
         else:
             model(tokens, last_only=True)
     forward_s = time.perf_counter() - start
-    llama_model = model.llama if mu_llama else model
-    trained = model.checkpoint_state() if mu_llama else {}
+    llama_model = model.model.llama if mu_llama else model
+    trained = model.model.checkpoint_state() if mu_llama else {}
     base = {k: v for k, v in llama_model.state_dict().items() if f"llama.{k}" not in trained}
     print(json.dumps({
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": sum(p.numel() for p in (model.model if mu_llama else model).parameters()),
         "bf16_gb": (sum(v.numel() for v in base.values()) + sum(v.numel() for v in trained.values())) * 2 / 1e9,
-        "mert_gb": sum(p.numel() * p.element_size() for p in model.mert.parameters()) / 1e9 if mu_llama else 0.0,
+        "mert_gb": sum(p.numel() * p.element_size() for p in model.model.mert.parameters()) / 1e9 if mu_llama else 0.0,
         "rss_before_gb": before, "load_s": load_s, "peak_after_load_gb": peak_load,
         "anon_after_load_gb": after_load["RssAnon"], "forward_s": forward_s,
         "peak_after_forward_gb": peak_rss(), "anon_after_forward_gb": rss_status()["RssAnon"],

@@ -17,9 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "MusicQA"), str(ROOT / "scripts")]
 
 from annotate import ChatLLM, annotate  # noqa: E402
-from sources import Clip  # noqa: E402
-
 from prepare_assets import prepare_smollm2  # noqa: E402
+from sources import Clip  # noqa: E402
 
 DESCRIPTIONS = [
     ("caption", "A live rock recording with distorted electric guitars, a driving beat and a shouting voice."),

@@ -17,7 +17,7 @@ import time
 import torch
 
 from llama import ModelArgs, MULLaMA, MULLaMAConfig
-from llama.tiny import random_transformer
+from llama.testing.tiny import random_transformer
 
 SHAPES = {"small": ModelArgs(dim=1024, n_layers=8, n_heads=8, vocab_size=32000), "7b": ModelArgs()}
 

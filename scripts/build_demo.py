@@ -8,7 +8,7 @@
    clip; the first `--test_clips` are held out.
 2. A small MERT-shaped encoder (HuBERT architecture, MERT checkpoint format) learns to tell the
    training clips' facts apart from its time-averaged hidden states (on random 1.5 s excerpts), and
-   its output is standardised (llama/tiny.py). There is no pretrained MERT offline, so this stands
+   its output is standardised (llama/testing/). There is no pretrained MERT offline, so this stands
    in for MERT's self-supervised pretraining.
 3. Every clip's encoder features are cached (data/cache_features.py): the encoder is frozen from here.
 4. train.py trains the bridge, prefix and gates on SmolLM2-135M-Instruct with configs/demo-pretrain.yaml.
@@ -28,20 +28,17 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+import llama
+from llama.audio import SAMPLE_RATE
+from llama.cli import UsageError, add_debug_argument, positive_int, run_main
+from llama.data import synthetic
+from llama.data.cache_features import build_cache
+from llama.testing.tiny import write_tiny_mert
+from llama.training import TrainConfig, parse_overrides, train
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 
-import train  # noqa: E402
-
-import llama  # noqa: E402
-from llama.audio import SAMPLE_RATE  # noqa: E402
-from llama.cli import UsageError, add_debug_argument, positive_int, run_main  # noqa: E402
-from llama.tiny import write_tiny_mert  # noqa: E402
-
-from data import synthetic  # noqa: E402
-from data.cache_features import build_cache  # noqa: E402
-
-# MERT-v1's config fields (llama/tiny.py) at demo size: 7 conv layers of 32 channels, 2 layers of 64.
+# MERT-v1's config fields (llama/testing/) at demo size: 7 conv layers of 32 channels, 2 layers of 64.
 DEMO_ENCODER = dict(hidden_size=64, intermediate_size=128, conv_dim=[32] * 7)
 FACTS = ("instrument", "tempo", "mode", "loudness", "count")
 SAX_QUESTION = "What instrument is playing?"
@@ -99,9 +96,9 @@ def main(argv=None):
 
     overrides = {"llama_path": args.llama_dir, "mert_path": str(out / "MERT"), "feature_cache": str(out / "cache"),
                  "data": [{"path": str(data / "train.json"), "audio_root": str(data / "audios")}],
-                 "output_dir": str(out / "pretrain"), **train.parse_overrides(args.set)}
-    config = train.TrainConfig.load(args.config, overrides)
-    train.train(config, resume=(out / "pretrain" / "train_state.pt").exists())
+                 "output_dir": str(out / "pretrain"), **parse_overrides(args.set)}
+    config = TrainConfig.load(args.config, overrides)
+    train(config, resume=(out / "pretrain" / "train_state.pt").exists())
 
     (export / "MERT").mkdir(parents=True, exist_ok=True)
     for name in ("checkpoint.safetensors", "checkpoint.json"):

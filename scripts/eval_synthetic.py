@@ -12,17 +12,11 @@ Prints a Markdown table; `--output` also writes it as JSON.
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
-
-from inference import resolve_model_paths  # noqa: E402
-
-import llama  # noqa: E402
-from llama.cli import add_debug_argument, run_main  # noqa: E402
-
-from data.synthetic import compare, markdown_table  # noqa: E402
+import llama
+from llama.cli import add_debug_argument, resolve_model_paths, run_main
+from llama.data.synthetic import compare, markdown_table
 
 
 def main(argv=None):

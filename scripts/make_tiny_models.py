@@ -15,19 +15,15 @@ apart from its time-averaged hidden states: like MERT, it then hears what the mu
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))
-
-from llama import format_prompt, load_audio, load_mert  # noqa: E402
-from llama.tiny import train_tokenizer, write_tiny_llama, write_tiny_mert  # noqa: E402
-
-from data.cache_features import build_cache  # noqa: E402
-from data.dataset import load_records  # noqa: E402
-from data.synthetic import class_indices, make_dataset  # noqa: E402
+from llama import format_prompt, load_audio, load_mert
+from llama.data.cache_features import build_cache
+from llama.data.dataset import load_records
+from llama.data.synthetic import class_indices, make_dataset
+from llama.testing.tiny import train_tokenizer, write_tiny_llama, write_tiny_mert
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from llama import ModelArgs, Transformer  # noqa: E402
-from llama.tiny import sentencepiece_model_file  # noqa: E402
+from llama.testing.tiny import sentencepiece_model_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

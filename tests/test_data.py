@@ -1,22 +1,16 @@
 import json
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 import torch
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "MU-LLaMA"))
-
-from llama import MULLaMA, MULLaMAConfig, Tokenizer, format_prompt, load_llama, load_mert  # noqa: E402
-from llama.prompt import IGNORE_INDEX  # noqa: E402
-from llama.prompt import encode_example as tokenize  # noqa: E402
-from llama.tiny import write_tiny_llama, write_tiny_mert  # noqa: E402
-
-from data.cache_features import FeatureCache, build_cache  # noqa: E402
-from data.dataset import MusicQADataset, Record, SubEpochSampler, collate, load_records, mix  # noqa: E402
+from llama import MULLaMA, MULLaMAConfig, Tokenizer, format_prompt, load_llama, load_mert
+from llama.data.cache_features import FeatureCache, build_cache
+from llama.data.dataset import MusicQADataset, Record, SubEpochSampler, collate, load_records, mix
+from llama.prompt import IGNORE_INDEX
+from llama.prompt import encode_example as tokenize
+from llama.testing.tiny import write_tiny_llama, write_tiny_mert
 
 
 def record(name, question, answer):

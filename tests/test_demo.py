@@ -32,13 +32,13 @@ def test_shipped_demo_is_small_and_loads_offline():
     assert sum(p.stat().st_size for p in shipped) <= 30 * 2**20
     model = llama.load(DEMO / "checkpoint.safetensors", ROOT / "ckpts" / "SmolLM2-135M-Instruct", DEMO / "MERT")
     assert os.environ["HF_HUB_OFFLINE"] == "1"
-    assert model.config.prompt_template == "chatml" and model.llama.args.n_layers == 30
+    assert model.template == "chatml" and model.model.llama.args.n_layers == 30
     clip = llama.load_audio(next((DEMO / "examples").glob("*.wav")))
     answer = model.answer([clip], ["What instrument is playing?"], max_new_tokens=24)[0]
     assert re.fullmatch(r"[A-Z][a-z ,']+\.", answer), answer  # one plain English sentence
     # Shuffling which clip is heard must change what the bridge hands the backbone.
-    means = model.encode_audio([llama.load_audio(p) for p in sorted((DEMO / "examples").glob("*.wav"))])
-    adapters = model.adapter(means)
+    means = model.model.encode_audio([llama.load_audio(p) for p in sorted((DEMO / "examples").glob("*.wav"))])
+    adapters = model.model.adapter(means)
     assert not torch.allclose(adapters[0], adapters[1], atol=1e-3)
 
 

@@ -26,6 +26,7 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "ModelEvaluations"))
 
 import evaluate  # noqa: E402
+
 import metrics  # noqa: E402
 from metrics import Pair, Row  # noqa: E402
 

@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 import soundfile
 
+from llama.data.dataset import derangement
+
 from conftest import ROOT
 from tiny import write_tiny_release
-
-sys.path.insert(0, str(ROOT / "MU-LLaMA"))
-
-from data.dataset import derangement  # noqa: E402
 
 SCRIPT = ROOT / "ModelEvaluations" / "generate_mullama.py"
 QUESTIONS = ["Describe the audio", "What is the tempo?", "Which instruments play?"]

@@ -16,8 +16,7 @@ sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 import train  # noqa: E402
 
 import llama  # noqa: E402
-
-from data.synthetic import evaluate  # noqa: E402
+from llama.data.synthetic import evaluate  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 from transformers import HubertConfig, HubertModel
 
 from llama import CheckpointError, load_mert
-from llama.tiny import TINY_MERT_CONFIG as MERT_CONFIG
-from llama.tiny import write_tiny_mert
+from llama.testing.tiny import TINY_MERT_CONFIG as MERT_CONFIG
+from llama.testing.tiny import write_tiny_mert
 
 RATE = 24000
 

@@ -8,6 +8,8 @@ import soundfile
 import torch
 
 from llama import CheckpointError, ModelArgs, MULLaMA, MULLaMAConfig, Transformer, format_prompt, load, read_mu_llama
+from llama.formats.mu_llama import is_trained_key
+from llama.mu_llama import from_upstream, to_upstream
 from llama.prompt import IGNORE_INDEX
 
 from conftest import ROOT
@@ -46,6 +48,18 @@ def test_7b_trainable_parameter_counts():
         model.set_phase(phase)
         counts[phase] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert counts == {"pretrain": 608_273_434, "finetune": 41_340_928}
+
+
+def test_checkpoint_names_are_the_original_codes_and_agree_with_ownership():
+    model = tiny_mu_llama(phase="finetune")
+    names = model.checkpointed_names()
+    upstream = {to_upstream(k) for k in model.state_dict()}
+    bridge = {k for k in upstream if k.startswith("mu_mert_")}
+    assert bridge == {"mu_mert_agg.weight", "mu_mert_agg.bias", "mu_mert_proj.weight", "mu_mert_proj.bias",
+                      *(f"mu_mert_{part}_{k}.weight" for part in ("norm", "f1", "f2", "f3") for k in (1, 2, 3))}
+    assert all(from_upstream(to_upstream(k)) == k for k in model.state_dict())
+    # the reader of checkpoint.pth decides by name what the model decides by ownership
+    assert {k for k in upstream if is_trained_key(k)} == {to_upstream(k) for k in names}
 
 
 def test_zero_gates_give_the_plain_backbone():
@@ -104,7 +118,7 @@ def test_released_checkpoint_layout_loads_and_matches_converted(release, tmp_pat
     means = torch.randn(2, 3, 32)
     with torch.no_grad():
         expected = release["model"](tokens, means)
-        got = loaded(tokens, means)
+        got = loaded.model(tokens, means)
     assert torch.allclose(got, expected, atol=1e-5)  # the checkpoint's norms win over the base's
 
     out = tmp_path / "mu_llama.safetensors"
@@ -112,7 +126,7 @@ def test_released_checkpoint_layout_loads_and_matches_converted(release, tmp_pat
                     str(out)], check=True, capture_output=True)
     converted = load(out, release["llama_dir"], release["mert_path"])
     with torch.no_grad():
-        assert torch.equal(converted(tokens, means), got)
+        assert torch.equal(converted.model(tokens, means), got)
     assert out.stat().st_size < release["checkpoint"].stat().st_size / 3
 
 

@@ -15,6 +15,8 @@ import torch
 import llama
 from llama import CheckpointError, load, load_audio, load_llama, load_mert
 from llama.build import build_llama
+from llama.formats.mu_llama import is_trained_key
+from llama.testing.upstream import write_upstream_checkpoint
 
 from conftest import ROOT
 from layouts import (
@@ -33,7 +35,6 @@ from tiny import (
     write_llama_adapter_checkpoint,
     write_m2ugen_checkpoint,
     write_tiny_release,
-    write_upstream_checkpoint,
 )
 
 TOKENS = torch.randint(0, 32000, (2, 9), generator=torch.Generator().manual_seed(0))
@@ -193,7 +194,7 @@ def test_lfs_pointer_empty_and_partial_downloads_name_the_cause(files, tmp_path)
 def test_mert_from_bin_folder_hf_cache_and_hub_id(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from llama.tiny import write_tiny_mert
+    from llama.testing.tiny import write_tiny_mert
 
     write_tiny_mert(tmp_path / "MERT-v1-330M")
     assert not (tmp_path / "MERT-v1-330M" / "model.safetensors").exists()
@@ -276,9 +277,9 @@ def test_mu_llama_loads_over_every_layout(release, release_layouts, layout, caps
     path, llama_type = RELEASE_LAYOUTS[layout]
     tokens, means = TOKENS[:, :7], torch.randn(2, 3, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = load(release["checkpoint"], release["llama_dir"], release["mert_path"])(tokens, means)
+        expected = load(release["checkpoint"], release["llama_dir"], release["mert_path"]).model(tokens, means)
         model = load(release["checkpoint"], release_layouts / path, release["mert_path"], llama_type=llama_type)
-        assert torch.equal(model(tokens, means), expected)
+        assert torch.equal(model.model(tokens, means), expected)
     assert "base LLaMA" not in capsys.readouterr().err  # every layout holds the checkpoint's own base
 
 
@@ -320,17 +321,19 @@ def test_embedded_base_that_differs_is_used_as_the_original_did(release, tmp_pat
     shutil.copytree(release["llama_dir"], root / "LLaMA")
     write_meta(root / "LLaMA" / "7B", other_args, other, tiny_params(release["model"]))
     ckpt_base = {k: v for k, v in llama.read_llama(release["llama_dir"] / "7B")[1].items()}
-    write_upstream_checkpoint(release["model"], release["mert"].state_dict(), root / "checkpoint.pth", base=ckpt_base)
+    frozen = {f"llama.{k}": v for k, v in ckpt_base.items() if not is_trained_key(f"llama.{k}")}
+    state = {**release["model"].state_dict(), **frozen}
+    write_upstream_checkpoint(state, release["mert"].state_dict(), root / "checkpoint.pth")
     means = torch.randn(2, 3, 32, generator=torch.Generator().manual_seed(0))
     tokens = TOKENS[:, :7]
     with torch.no_grad():
-        original = load(root / "checkpoint.pth", root / "LLaMA", release["mert_path"])(tokens, means)
+        original = load(root / "checkpoint.pth", root / "LLaMA", release["mert_path"]).model(tokens, means)
         line = capsys.readouterr().err
         kept = load(root / "checkpoint.pth", root / "LLaMA", release["mert_path"], base_weights="llama_dir")
-        kept = kept(tokens, means)
+        kept = kept.model(tokens, means)
         line_kept = capsys.readouterr().err
         # the original's answers: what the same checkpoint gives over a llama_dir holding its own base
-        same_base = load(release["checkpoint"], release["llama_dir"], release["mert_path"])(tokens, means)
+        same_base = load(release["checkpoint"], release["llama_dir"], release["mert_path"]).model(tokens, means)
     assert torch.allclose(original, same_base, atol=1e-5)
     assert (kept - original).abs().max() > 0.1
     assert "using " + str(root / "checkpoint.pth") in line and "--base_weights llama_dir" in line
@@ -338,7 +341,7 @@ def test_embedded_base_that_differs_is_used_as_the_original_did(release, tmp_pat
 
 
 def test_mert_v0_sample_rate_comes_from_its_preprocessor_config(release, tmp_path):
-    from llama.tiny import write_tiny_mert
+    from llama.testing.tiny import write_tiny_mert
 
     write_tiny_mert(tmp_path / "MERT-v0", sample_rate=16000)
     model = load(release["checkpoint"], release["llama_dir"], tmp_path / "MERT-v0")

@@ -36,14 +36,14 @@ def outputs(model, clips) -> dict:
     """Greedy answers to every (clip, question) pair, and the top-8 next-token logits after each prompt."""
     pairs = [(c, q) for c in clips for q in QUESTIONS]
     answers = model.answer([c for c, _ in pairs], [q for _, q in pairs], max_new_tokens=16)
-    means = model.encode_audio(clips)
+    means = model.model.encode_audio(clips)
     rows = []
     with torch.inference_mode():
         for i, clip_means in enumerate(means):
             for q in QUESTIONS:
-                tokens = torch.tensor([model.tokenizer.encode(format_prompt(q, model.config.prompt_template),
+                tokens = torch.tensor([model.tokenizer.encode(format_prompt(q, model.template),
                                                               bos=True)])
-                logits = model(tokens, clip_means[None])[0, -1]
+                logits = model.model(tokens, clip_means[None])[0, -1]
                 top = logits.topk(8)
                 rows.append({"clip": i, "question": q, "top_ids": top.indices.tolist(),
                              "top_logits": top.values.tolist(), "mean_logit": logits.double().mean().item()})
@@ -51,7 +51,7 @@ def outputs(model, clips) -> dict:
 
 
 def tiny_release_model(root: Path):
-    from llama.tiny import sentencepiece_model_file
+    from llama.testing.tiny import sentencepiece_model_file
 
     from tiny import write_tiny_release
     release = write_tiny_release(root, sentencepiece_model_file())

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 
 import train  # noqa: E402
 
-from llama.tiny import write_tiny_llama, write_tiny_mert  # noqa: E402
+from llama.testing.tiny import write_tiny_llama, write_tiny_mert  # noqa: E402
 
 ANSWERS = ["A calm piano piece.", "A loud brass fanfare with drums.", "Soft strings, slow tempo.", "Fast guitar."]
 

@@ -1,14 +1,13 @@
 """Tiny random MERT / MU-LLaMA checkpoints written in the released artefacts' on-disk formats."""
 
 import argparse
-import contextlib
 from pathlib import Path
 
 import torch
 
 from llama import MULLaMA, MULLaMAConfig
-from llama.mu_llama import to_upstream
-from llama.tiny import TINY_MERT_CONFIG, mert_checkpoint_names, write_tiny_mert
+from llama.testing.tiny import TINY_MERT_CONFIG, write_tiny_mert
+from llama.testing.upstream import saved_as_on_gpu, write_upstream_checkpoint
 
 from conftest import random_model, tiny_args
 from layouts import exact, write_meta
@@ -37,41 +36,6 @@ def tiny_mu_llama(phase: str = "finetune", seed: int = 0, query_layer: int = 2) 
     return model.eval()
 
 
-@contextlib.contextmanager
-def saved_as_on_gpu():
-    """torch.save tags every storage `cuda:0`, as the original training script's checkpoint.pth, written
-    from a GPU, has them (loading it without map_location fails on a machine without one)."""
-    registry = torch.serialization._package_registry
-    entry = (0, lambda storage: "cuda:0", lambda obj, location: None)
-    registry.insert(0, entry)
-    try:
-        yield
-    finally:
-        registry.remove(entry)
-
-
-def write_upstream_checkpoint(model: MULLaMA, mert_state: dict, path: Path, base: dict | None = None):
-    """The original code's checkpoint.pth: full state dict (base LLaMA fp16, MERT under its own key names,
-    bridge, ...), AdamW state, epoch, scaler and an argparse.Namespace; storages tagged cuda:0.
-    `base` (Meta names) replaces the model's frozen base weights in the file."""
-    state = {}
-    for key, value in model.state_dict().items():
-        key = to_upstream(key)
-        frozen_base = key.startswith("llama.") and not any(s in key for s in ("norm", "bias", "lora", "gate"))
-        if frozen_base and base is not None:
-            value = base[key.removeprefix("llama.")]
-        state[key] = value.half() if frozen_base or key.endswith(".gate") else value
-    state.update({f"mert_model.{k}": v for k, v in mert_checkpoint_names(mert_state).items()})
-    trained = [v for k, v in model.state_dict().items() if "lora" in k or "bias" in k]
-    optimizer = {"state": {i: {"step": torch.tensor(10.0), "exp_avg": torch.randn_like(v),
-                               "exp_avg_sq": torch.rand_like(v)} for i, v in enumerate(trained)},
-                 "param_groups": [{"lr": 1e-4, "weight_decay": 0.05, "params": list(range(len(trained)))}]}
-    args = argparse.Namespace(llama_type="7B", max_words=512, blr=1e-3, output_dir="./output")
-    with saved_as_on_gpu():
-        torch.save({"model": state, "optimizer": optimizer, "epoch": 19, "scaler": {"scale": 65536.0},
-                    "args": args}, path)
-
-
 def tiny_params(model: MULLaMA) -> dict:
     """Meta's params.json keys for the tiny backbone."""
     a = model.llama.args
@@ -90,7 +54,7 @@ def write_tiny_release(root: Path, sentencepiece_model: Path, seed: int = 0) -> 
     write_meta(root / "LLaMA" / "7B", model.llama.args, base, tiny_params(model))
     (root / "LLaMA" / "tokenizer.model").write_bytes(sentencepiece_model.read_bytes())
     mert = write_tiny_mert(root / "MERT")
-    write_upstream_checkpoint(model, mert.state_dict(), root / "checkpoint.pth")
+    write_upstream_checkpoint(model.state_dict(), mert.state_dict(), root / "checkpoint.pth")
     return {"model": model, "mert": mert, "llama_dir": root / "LLaMA", "mert_path": root / "MERT",
             "checkpoint": root / "checkpoint.pth"}
 

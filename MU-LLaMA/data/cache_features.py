@@ -12,7 +12,6 @@ cache cannot reproduce that, on-the-fly features can).
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -20,12 +19,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from llama import AudioError, load_audio, load_mert  # noqa: E402
-from llama.cli import add_debug_argument, run_main  # noqa: E402
-
-from data.dataset import load_records  # noqa: E402
+from llama import AudioError, load_audio, load_mert
+from llama.cli import add_debug_argument, run_main
+from llama.data.dataset import load_records
 
 
 class FeatureCache:

@@ -175,7 +175,7 @@ def evaluate(model, folder, kinds=None, limit: int | None = None, shuffle_seed: 
     whether the answers come from the music."""
     from llama import load_audio
 
-    from data.dataset import derangement
+    from .dataset import derangement
 
     folder = Path(folder)
     records = [r for r in json.loads((folder / "test.json").read_text()) if kinds is None or r["kind"] in kinds]

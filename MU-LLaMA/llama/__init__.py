@@ -17,11 +17,12 @@ from .formats.mu_llama import read_mu_llama, save_mu_llama
 from .generation import Completion, generate
 from .model import KVCache, ModelArgs, Transformer
 from .mu_llama import MULLaMA, MULLaMAConfig
+from .pipeline import Pipeline
 from .prompt import format_prompt
 from .tokenizer import Tokenizer
 
 __all__ = [
     "MERT", "AudioError", "Bridge", "CheckpointError", "Completion", "KVCache", "MULLaMA", "MULLaMAConfig",
-    "ModelArgs", "Tokenizer", "Transformer", "format_prompt", "generate", "load", "load_audio", "load_llama",
-    "load_mert", "read_llama", "read_mu_llama", "save_hf", "save_meta", "save_mu_llama",
+    "ModelArgs", "Pipeline", "Tokenizer", "Transformer", "format_prompt", "generate", "load", "load_audio",
+    "load_llama", "load_mert", "read_llama", "read_mu_llama", "save_hf", "save_meta", "save_mu_llama",
 ]

@@ -17,6 +17,7 @@ from .formats.mu_llama import read_mu_llama_with_base
 from .model import ModelArgs, Transformer, is_added_parameter
 from .mu_llama import MULLaMA
 from .paths import find_tokenizer, llama_folder
+from .pipeline import Pipeline
 from .tokenizer import Tokenizer
 
 BASE_WEIGHTS = ("checkpoint", "llama_dir")
@@ -24,7 +25,8 @@ BASE_WEIGHTS = ("checkpoint", "llama_dir")
 
 def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=torch.float32,
          audio_mode="full", mert_dtype=torch.float32, base_weights="checkpoint"):
-    """A ready MU-LLaMA, frozen and in eval mode.
+    """A ready MU-LLaMA: a Pipeline (`answer`, `stream`, `load_clip`) around the frozen network in eval
+    mode (`.model`) and its tokenizer.
 
     model_path: the released `checkpoint.pth` or this project's `.safetensors`.
     llama_dir: the base LLaMA; `llama_dir/llama_type` when that folder exists (upstream layout,
@@ -53,15 +55,14 @@ def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=
         raise CheckpointError(f"the MERT in {mert_path} gives {mert.num_layers} layers x {mert.hidden_size}, "
                               f"the checkpoint's bridge expects {config.mert_layers} x {config.mert_dim}")
     with torch.device("meta"):  # only the bridge is new here; llama and mert are already loaded
-        model = MULLaMA(llama, mert, config, tokenizer)
+        model = MULLaMA(llama, mert, config)
     names = model.checkpointed_names()
     expected = {k: v.shape for k, v in model.state_dict().items() if k in names}
     # The backbone's trained tensors (norms, gates, LoRA, biases) override the base where present.
     check_shapes(expected, tensors, model_path, optional={k for k in expected if k.startswith("llama.")})
     model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in tensors.items()},
                           strict=False, assign=True)
-    model.audio_mode = audio_mode
-    return model.requires_grad_(False).eval()
+    return Pipeline(model.requires_grad_(False).eval(), tokenizer, audio_mode)
 
 
 def choose_base(state: dict, embedded: dict, policy: str, model_path, llama_dir, n_layers: int) -> dict:

@@ -9,19 +9,16 @@ gate (see model.Attention). Checkpoints keep the original code's parameter names
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import bridge
-from .audio import SAMPLE_RATE, load_audio, quiet_warnings, wav_truncation
+from .audio import SAMPLE_RATE
 from .bridge import Bridge
 from .encoders.mert import MERT
-from .generation import generate
 from .model import Transformer
-from .prompt import IGNORE_INDEX, extract_answer, format_prompt
-from .tokenizer import Tokenizer
+from .prompt import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -89,16 +86,13 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class MULLaMA(nn.Module):
-    def __init__(self, llama: Transformer, mert: MERT | None, config: MULLaMAConfig,
-                 tokenizer: Tokenizer | None = None):
+    def __init__(self, llama: Transformer, mert: MERT | None, config: MULLaMAConfig):
         super().__init__()
         if config.query_layer > llama.args.n_layers:
             raise ValueError(f"query_layer={config.query_layer} exceeds the backbone's {llama.args.n_layers} layers")
         self.config = config
         self.llama = llama
         self.mert = mert
-        self.tokenizer = tokenizer
-        self.audio_mode = "full"  # default of answer(): encode whole clips ("upstream": first 60 s only)
         dim = llama.args.dim
         self.music_bridge = Bridge(config.mert_layers, config.mert_dim, dim, config.bridge_width or 4 * dim)
         self.prefix_query = nn.Embedding(config.query_layer, dim)
@@ -120,16 +114,6 @@ class MULLaMA(nn.Module):
     def sample_rate(self) -> int:
         """The rate clips must have: the encoder's (its preprocessor_config.json), MERT-v1's without one."""
         return self.mert.sample_rate if self.mert is not None else SAMPLE_RATE
-
-    def load_clip(self, path, audio_mode: str | None = None) -> tuple[np.ndarray, list[str]]:
-        """A file at the encoder's rate, and warnings a user should see beside its answer: a truncated
-        WAV, a clip too short or too quiet (over the part `audio_mode` encodes) to carry music."""
-        wave = load_audio(path, self.sample_rate)
-        window = 60.0 if (audio_mode or self.audio_mode) == "upstream" else None
-        min_samples = self.mert.min_samples if self.mert is not None else 400  # MERT-v1's receptive field
-        warnings = quiet_warnings(wave, self.sample_rate, window, min_samples)
-        truncated = wav_truncation(path)
-        return wave, [truncated] * bool(truncated) + warnings
 
     # --- music -> adapter tokens --------------------------------------------------------------
 
@@ -181,28 +165,3 @@ class MULLaMA(nn.Module):
         """The trained tensors only, under this module's names (`to_upstream` gives the file's)."""
         names = self.checkpointed_names()
         return {k: v for k, v in self.state_dict().items() if k in names}
-
-    # --- answering -----------------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def answer(self, clips: Sequence, questions: Sequence[str], *, audio_mode: str | None = None,
-               max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-               seed: int | None = None, on_token=None) -> list[str]:
-        """Answer each (clip, question) pair; a clip object passed several times is encoded once."""
-        if len(clips) != len(questions):
-            raise ValueError(f"{len(clips)} clips for {len(questions)} questions: pass one clip per question")
-        if self.tokenizer is None:
-            raise RuntimeError("this MU-LLaMA has no tokenizer")
-        index: dict[int, int] = {}
-        distinct = []
-        for clip in clips:
-            if id(clip) not in index:
-                index[id(clip)] = len(distinct)
-                distinct.append(clip)
-        means = self.encode_audio(distinct, audio_mode=audio_mode or self.audio_mode)
-        adapter = self.adapter(means)[[index[id(clip)] for clip in clips]]
-        prompts = [format_prompt(q, self.config.prompt_template) for q in questions]
-        completions = generate(self.llama, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
-                               temperature=temperature, top_p=top_p, seed=seed, adapters=self.adapters(adapter),
-                               on_token=on_token)
-        return [extract_answer(c.text) for c in completions]

@@ -1,0 +1,118 @@
+"""A training run, fully described: YAML file + `--set key=value` overrides, unknown keys refused."""
+
+import math
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..mu_llama import PHASES
+from ..prompt import TOKENIZATIONS
+
+
+@dataclass
+class DataSource:
+    path: str
+    audio_root: str | None = None  # default: the folder of `path`
+    ratio: float | None = None  # share of an epoch (mix: ratio); None for plain concatenation
+
+
+@dataclass
+class TrainConfig:
+    phase: str = "pretrain"
+    # model
+    llama_path: str = ""  # --llama_dir of inference.py; base weights in llama_path/llama_type
+    llama_type: str = "7B"
+    mert_path: str = "ckpts/MERT-v1-330M"
+    pretrained_path: str | None = None  # finetune: the pretrain checkpoint (bridge, prefix, gates)
+    query_layer: int = 20
+    bridge_width: int | None = None  # default 4 x LLaMA width
+    lora_rank: int = 16
+    base_dtype: str = "bfloat16"  # frozen LLaMA weights; trained tensors are always fp32
+    # data
+    data: list[DataSource] = field(default_factory=list)
+    feature_cache: str | None = None  # folder written by data/cache_features.py
+    text_only_audio: str = "silence"
+    prompt_template: str = "upstream"
+    # separate: the answer tokenised on its own (exact boundary); joint: prompt + answer as one string (original)
+    tokenization: str = "separate"
+    max_words: int = 96
+    # optimisation
+    batch_size: int = 1  # per process
+    accum_iter: int = 4
+    epochs: int = 150
+    split_epoch: int = 1
+    warmup_epochs: float = 5.0
+    blr: float = 1.0e-4  # lr = blr * effective batch / 256, unless lr is set
+    lr: float | None = None
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    precision: str = "bf16"  # bf16 | fp16 (with GradScaler) | fp32: autocast of the forward pass
+    grad_checkpointing: bool = False
+    fsdp: bool = False  # several processes: shard the model over them (FSDP2) instead of replicating it (DDP)
+    seed: int = 0
+    # run
+    output_dir: str = ""
+    device: str = "auto"
+    num_workers: int = 2
+    log_every: int = 10
+    save_every: int = 500  # optimizer steps
+    max_steps: int | None = None  # stop early (smoke tests); the schedule still spans `epochs`
+
+    @classmethod
+    def load(cls, path, overrides: dict) -> "TrainConfig":
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        for key, value in overrides.items():
+            raw[key] = value
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SystemExit(f"unknown config keys {unknown} in {path}; known: {sorted(known)}")
+        try:
+            raw["data"] = [DataSource(**d) for d in raw.get("data", [])]
+        except TypeError as e:
+            raise SystemExit(f"{path}: a data entry has an unknown key: {e}") from e
+        if "betas" in raw:
+            raw["betas"] = tuple(raw["betas"])
+        for f in fields(cls):  # YAML 1.1 reads 1e-3 (no dot) as a string; a number field takes it as a number
+            if isinstance(raw.get(f.name), str) and (f.type is float or float in typing.get_args(f.type)):
+                try:
+                    raw[f.name] = float(raw[f.name])
+                except ValueError:
+                    raise SystemExit(f"{f.name} must be a number, not {raw[f.name]!r}") from None
+        config = cls(**raw)
+        if config.phase not in PHASES:
+            raise SystemExit(f"phase must be one of {', '.join(PHASES)}, not {config.phase!r}")
+        if config.tokenization not in TOKENIZATIONS:
+            raise SystemExit(f"tokenization must be one of {TOKENIZATIONS}, not {config.tokenization!r}")
+        if config.precision not in ("bf16", "fp16", "fp32"):
+            raise SystemExit(f"precision must be bf16, fp16 or fp32, not {config.precision!r}")
+        if not config.data:
+            raise SystemExit(f"{path}: no data sources")
+        return config
+
+
+def parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes key=value, not {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def to_plain(config: TrainConfig) -> dict:
+    plain = asdict(config)
+    plain["betas"] = list(config.betas)
+    return plain
+
+
+def lr_at(config: TrainConfig, peak: float, epoch: float) -> float:
+    """Linear warmup, then half-cycle cosine to min_lr (the original schedule, per iteration)."""
+    if epoch < config.warmup_epochs:
+        return peak * epoch / config.warmup_epochs
+    progress = (epoch - config.warmup_epochs) / max(config.epochs - config.warmup_epochs, 1e-8)
+    return config.min_lr + (peak - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,251 @@
+"""One training engine for every phase: the model built from a TrainConfig, the data mixed as it
+says, one process or several (DDP, or FSDP2 with `fsdp: true`), gradient accumulation, autocast,
+atomic checkpoints of the trained tensors and a resumable optimizer/schedule/RNG state.
+"""
+
+import contextlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+from torch.distributed.tensor import DTensor
+from tqdm import tqdm
+
+from ..build import load_llama
+from ..data.cache_features import FeatureCache
+from ..data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix
+from ..formats.mert import load_mert
+from ..formats.mu_llama import read_mu_llama, save_mu_llama
+from ..mu_llama import MULLaMA, MULLaMAConfig, from_upstream
+from ..paths import find_tokenizer, llama_folder
+from ..prompt import IGNORE_INDEX
+from ..tokenizer import Tokenizer
+from .config import TrainConfig, lr_at, to_plain
+
+
+def init_distributed() -> tuple[int, int, int]:
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)  # FSDP and NCCL place their buffers on the current device
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None) -> tuple[MULLaMA, Tokenizer]:
+    base = llama_folder(config.llama_path, config.llama_type)
+    tokenizer = Tokenizer(find_tokenizer(base))
+    # With a feature cache MERT is not needed: cached clips bring their features, text-only ones zeros.
+    mert = load_mert(config.mert_path, device=device) if feature_cache is None else None
+    layers, hidden = ((mert.num_layers, mert.hidden_size) if mert is not None
+                      else (feature_cache.meta["layers"], feature_cache.meta["hidden"]))
+    model_config = MULLaMAConfig(phase=config.phase, query_layer=config.query_layer, mert_layers=layers,
+                                 mert_dim=hidden, bridge_width=config.bridge_width, lora_rank=config.lora_rank,
+                                 prompt_template=config.prompt_template)
+    torch.manual_seed(config.seed)  # LoRA's random initialisation: the same on every process and in every run
+    llama = load_llama(base, device=device, dtype=getattr(torch, config.base_dtype), **model_config.backbone_args())
+    llama.checkpointing = config.grad_checkpointing
+    torch.manual_seed(config.seed)  # the same bridge initialisation on every process, with or without MERT
+    model = MULLaMA(llama, mert, model_config).to(device)
+    if config.pretrained_path:
+        tensors, _ = read_mu_llama(config.pretrained_path)
+        # finetune keeps what pretraining learned (bridge, prefix, gates); norms come from the base
+        keep = {k: v for k, v in tensors.items() if not k.startswith("llama.") or k.endswith(".gate")}
+        model.load_state_dict({k: v.to(device) for k, v in keep.items()}, strict=False)
+    model.set_phase(config.phase)
+    return model, tokenizer
+
+
+def build_data(config: TrainConfig, tokenizer: Tokenizer, cache: FeatureCache | None, sample_rate: int):
+    datasets = [MusicQADataset(load_records(d.path, d.audio_root), tokenizer, config.max_words,
+                               config.prompt_template, cache, config.text_only_audio, sample_rate,
+                               config.tokenization) for d in config.data]
+    ratios = [d.ratio for d in config.data]
+    if any(r is not None for r in ratios) and not all(r is not None for r in ratios):
+        raise SystemExit("give a ratio for every data source, or for none (plain concatenation)")
+    return mix(datasets, ratios if ratios[0] is not None else None, config.seed)
+
+
+def distribute(model: MULLaMA, config: TrainConfig, world: int, local_rank: int, device: str) -> torch.nn.Module:
+    """What the training loop calls: the model itself on one process; with several, a DDP replica of
+    it or, with `fsdp`, the model sharded in place by FSDP2 (its parameters become DTensor shards,
+    so the optimizer is built after this)."""
+    if world == 1:
+        if config.fsdp:
+            print("fsdp: true has nothing to shard over in a single process; training unsharded", file=sys.stderr)
+        return model
+    if config.fsdp:
+        # One all-gather unit per block; the root unit holds the rest (embeddings, output, bridge).
+        # No MixedPrecisionPolicy: each parameter keeps its dtype (base in base_dtype, trained tensors
+        # fp32, so gradients are reduced in fp32) and autocast casts the compute, as without FSDP.
+        for block in model.llama.layers:
+            fully_shard(block)
+        # MERT stays whole on every process: encode_audio runs it outside forward, where FSDP gathers nothing.
+        fully_shard(model, ignored_params=set(model.mert.parameters()) if model.mert is not None else None)
+        return model
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[local_rank] if device.startswith("cuda") else None, find_unused_parameters=True)
+
+
+def save(model: MULLaMA, optimizer, position: dict, config: TrainConfig, out: Path, rank: int):
+    """Trained tensors + optimizer/schedule/RNG state, each written atomically (temp file + rename).
+    Every process calls it: under FSDP the shards are gathered into full tensors, written by rank 0."""
+    # Only the checkpointed tensors are gathered, never the frozen base (get_model_state_dict would),
+    # one at a time, so that no process holds more than one of them in full on its device.
+    tensors = {}
+    for name, value in model.checkpoint_state().items():
+        value = value.full_tensor() if isinstance(value, DTensor) else value  # a collective under FSDP
+        if rank == 0:
+            tensors[name] = value.detach().float().cpu()
+    optimizer_state = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True,
+                                                                                         cpu_offload=True))
+    if rank != 0:
+        return
+    tmp = out / "checkpoint.tmp.safetensors"
+    save_mu_llama(tmp, tensors, model.config, train_config=to_plain(config), **position)
+    os.replace(tmp, out / "checkpoint.safetensors")
+    os.replace(tmp.with_suffix(".json"), out / "checkpoint.json")
+    state = {"optimizer": optimizer_state, "position": position, "torch_rng": torch.get_rng_state(),
+             "python_rng": list(random.getstate()[1])}
+    torch.save(state, out / "train_state.tmp.pt")
+    os.replace(out / "train_state.tmp.pt", out / "train_state.pt")
+
+
+def with_model_names(optimizer_state: dict) -> dict:
+    """An optimizer state keyed by parameter name, with the bridge's tensors under MULLaMA's names
+    (a train_state.pt written before the bridge became a module keys them as checkpoints do)."""
+    return {"state": {from_upstream(k): v for k, v in optimizer_state["state"].items()},
+            "param_groups": [{**g, "params": [from_upstream(k) for k in g["params"]]}
+                             for g in optimizer_state["param_groups"]]}
+
+
+def train(config: TrainConfig, resume: bool = False):
+    rank, world, local_rank = init_distributed()
+    device = config.device if config.device != "auto" else (f"cuda:{local_rank}" if torch.cuda.is_available()
+                                                              else "cpu")
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        (out / "config.yaml").write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
+    cache = FeatureCache(config.feature_cache) if config.feature_cache else None
+    model, tokenizer = build_model(config, device, cache)
+    dataset = build_data(config, tokenizer, cache, model.sample_rate)
+    sampler = SubEpochSampler(len(dataset), config.split_epoch, rank, world, config.seed)
+    pad_id = max(tokenizer.pad_id, 0)
+    loader_args = dict(batch_size=config.batch_size, collate_fn=partial(collate, pad_id=pad_id,
+                       feature_shape=(model.config.mert_layers, model.config.mert_dim)),
+                       num_workers=config.num_workers, drop_last=True)
+
+    network = distribute(model, config, world, local_rank, device)
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trained if p.ndim > 1 and not n.endswith(".bias")]
+    no_decay = [p for n, p in trained if p.ndim <= 1 or n.endswith(".bias")]
+    effective_batch = config.batch_size * config.accum_iter * world
+    peak_lr = config.lr if config.lr is not None else config.blr * effective_batch / 256
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=peak_lr, betas=config.betas)
+    position = {"epoch": 0, "iteration": 0, "step": 0}
+    if resume and (out / "train_state.pt").exists():
+        # Every process reads the full tensors; under FSDP each keeps its shard of them.
+        full = StateDictOptions(full_state_dict=True, strict=False)
+        tensors, _ = read_mu_llama(out / "checkpoint.safetensors")
+        set_model_state_dict(model, tensors, options=full)
+        state = torch.load(out / "train_state.pt", weights_only=True)
+        set_optimizer_state_dict(model, optimizer, with_model_names(state["optimizer"]), options=full)
+        position = state["position"]
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate((3, tuple(state["python_rng"]), None))
+        if rank == 0:
+            print(f"resumed from step {position['step']} (epoch {position['epoch']}, iteration "
+                  f"{position['iteration']})", file=sys.stderr)
+
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[config.precision]
+    sharded = isinstance(network, FSDPModule)
+    # Under FSDP each process sees only its shard of the gradients: the scaler agrees on inf/nan over all.
+    scaler = (ShardedGradScaler if sharded else torch.amp.GradScaler)(enabled=config.precision == "fp16")
+    device_type = torch.device(device).type
+    log_file = out / "log.jsonl"
+
+    model.train()
+    if model.mert is not None:
+        model.mert.eval()  # frozen and deterministic: no SpecAugment masking (see cache_features.py)
+    for epoch in range(position["epoch"], config.epochs):
+        sampler.set_epoch(epoch)
+        start = position["iteration"] if epoch == position["epoch"] else 0
+        indices = sampler.indices()[start * config.batch_size:]
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), **loader_args)
+        iterations = len(sampler) // config.batch_size
+        optimizer.zero_grad(set_to_none=True)  # micro-batches left over at an epoch's end are dropped
+        tick, tokens_seen, losses = time.perf_counter(), 0, []
+        progress = tqdm(loader, initial=start, total=iterations, desc=f"epoch {epoch}", disable=rank != 0,
+                        leave=False, mininterval=2.0)
+        for it, batch in enumerate(progress, start=start):
+            if it % config.accum_iter == 0:
+                lr = lr_at(config, peak_lr, epoch + it / iterations)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            tokens, labels = batch["tokens"].to(device), batch["labels"].to(device)
+            means = (batch["layer_means"].to(device) if "layer_means" in batch
+                     else model.encode_audio(batch["audio"]).to(device))
+            last_micro = (it + 1) % config.accum_iter == 0
+            # gradients are reduced over processes once per optimizer step, not per micro-batch
+            if sharded:
+                network.set_requires_gradient_sync(last_micro)
+            with network.no_sync() if world > 1 and not sharded and not last_micro else contextlib.nullcontext():
+                with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    loss = network(tokens, means, labels)
+                if not math.isfinite(loss.item()):
+                    raise SystemExit(f"loss is {loss.item()} at epoch {epoch}, iteration {it}; stopping")
+                scaler.scale(loss / config.accum_iter).backward()
+            losses.append(loss.item())
+            tokens_seen += int((labels != IGNORE_INDEX).sum()) * world
+            if not last_micro:
+                continue
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            position = {"epoch": epoch, "iteration": it + 1, "step": position["step"] + 1}
+            step = position["step"]
+            if step % config.log_every == 0:
+                mean_loss = torch.tensor(sum(losses) / len(losses))
+                if world > 1:  # log the loss of the whole batch, not of rank 0's share
+                    dist.all_reduce(mean_loss)
+                    mean_loss /= world
+                seconds = time.perf_counter() - tick
+                record = {"step": step, "epoch": round(epoch + (it + 1) / iterations, 4),
+                          "loss": mean_loss.item(), "lr": lr, "tokens_per_s": tokens_seen / seconds,
+                          "samples_per_s": len(losses) * config.batch_size * world / seconds}
+                if rank == 0:
+                    with log_file.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
+                tick, tokens_seen, losses = time.perf_counter(), 0, []
+            stop = config.max_steps is not None and step >= config.max_steps
+            if stop or step % config.save_every == 0:
+                save(model, optimizer, position, config, out, rank)
+            if stop:
+                return model
+        position = {"epoch": epoch + 1, "iteration": 0, "step": position["step"]}
+    save(model, optimizer, position, config, out, rank)
+    if world > 1:
+        dist.barrier()
+    return model
