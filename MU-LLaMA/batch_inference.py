@@ -36,9 +36,7 @@ import argparse
 import contextlib
 import fcntl
 import glob
-import json
 import os
-import re
 import socket
 import sys
 import time
@@ -51,6 +49,7 @@ from tqdm import tqdm
 import llama
 from llama.cli import add_model_arguments, load_model, run_main
 from llama.data.dataset import load_records
+from llama.records import append_records, atomic_path, json_line, read_jsonl
 
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
 SETTINGS = ("model", "llama_type", "llama_dir", "mert_path", "max_gen_len", "temperature", "top_p", "seed",
@@ -92,42 +91,19 @@ def find_pairs(inputs: list[str], questions: list[str], audio_root: str | None) 
 
 
 def read_records(path: Path, repair: bool = False) -> list[dict]:
-    """The records of a JSONL file this script wrote. A last line without its newline is a write cut
-    short by a kill: it is ignored, and with `repair` cut off the file (so appending goes on cleanly)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) < len(data):
-        print(f"{path}: ignoring an incomplete last line (a run was killed while writing it)", file=sys.stderr)
-        if repair:
-            with path.open("r+b") as f:
-                f.truncate(len(complete))
+    """The records of a JSONL file this script wrote (see llama.records.read_jsonl for a torn last line)."""
     records = []
-    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
+    for number, record in read_jsonl(path, repair):
         if not isinstance(record, dict) or not {"audio", "question"} <= record.keys():
             raise SystemExit(f"{path}, line {number} is not a record of batch_inference.py; fix or remove that line")
         records.append(record)
     return records
 
 
-def json_line(record: dict) -> str:
-    """One JSONL line, UTF-8 text kept readable. A file name that is not valid UTF-8 reaches Python with
-    its bad bytes as lone surrogates (PEP 383), which UTF-8 cannot encode: they are written as JSON
-    escapes (\\udcXX), which json.loads turns back into the same name, so the path round-trips."""
-    text = json.dumps(record, ensure_ascii=False)
-    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
-
-
 def write_records(path: Path, records: list[dict]):
-    """Temporary file + rename: a kill leaves the previous complete file, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(map(json_line, records)), encoding="utf-8")
-    os.replace(tmp, path)
+    """Replaced whole: a kill leaves the previous complete file, never half of one."""
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(map(json_line, records)), encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -236,9 +212,7 @@ def answer_pairs(model: llama.MULLaMA, pairs: list[tuple[str, str]], output: Pat
                        | ({"warnings": warnings[a]} if warnings[a] else {})
                        for (a, q), text in zip(ready, answers, strict=True)]
             records += [{"audio": a, "question": q, "error": errors[a]} for a, q in batch if a in errors]
-            f.write("".join(map(json_line, records)))
-            f.flush()
-            os.fsync(f.fileno())
+            append_records(f, records)
             counts.update(answers=len(ready), errors=len(batch) - len(ready))
             left.subtract(a for a, _ in batch)
             progress.update(sum(left[a] == 0 for a in dict.fromkeys(a for a, _ in batch)))

@@ -16,7 +16,6 @@ silent, too short or cut-short one is answered, and its warnings are listed in t
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -33,13 +32,13 @@ from llama.cli import (
     run_main,
 )
 from llama.data.dataset import derangement, load_records
+from llama.records import atomic_path
 
 
 def write_json(path: Path, payload):
-    """Temporary file + rename: a killed run leaves the previous complete file, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
-    os.replace(tmp, path)
+    """Replaced whole: a killed run leaves the previous complete file, never half of one."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
 
 
 def read_clips(model, paths: list[Path], loaded: dict, failed: dict, warned: dict) -> dict:

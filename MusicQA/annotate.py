@@ -14,13 +14,13 @@ that does not parse is asked for again with a new sample, at most `retries` time
 still fails is written with "status": "failed" and the last raw outputs, never dropped silently.
 """
 
-import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
+
+from llama.records import append_records, read_jsonl
 
 FIXED_QUESTIONS = ["Describe the audio", "Describe the audio in detail", "What do you hear in the audio?",
                    "What can be inferred from the audio?"]
@@ -244,19 +244,11 @@ def record(clip, result: dict) -> dict:
 
 def finished_clips(output: Path) -> set[str]:
     """Clip ids already in `output`. A last line cut short by a kill is removed from the file."""
-    if not output.exists():
-        return set()
-    data = output.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        with output.open("r+b") as f:
-            f.truncate(len(complete))
     done = set()
-    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
-        try:
-            done.add(json.loads(line)["clip_id"])
-        except (json.JSONDecodeError, KeyError) as e:
-            raise ValueError(f"{output}, line {number} is not a clip record ({e}); fix or remove that line") from e
+    for number, line in read_jsonl(output, repair=True):
+        if not isinstance(line, dict) or "clip_id" not in line:
+            raise ValueError(f"{output}, line {number} is not a clip record; fix or remove that line")
+        done.add(line["clip_id"])
     return done
 
 
@@ -279,9 +271,7 @@ def annotate(clips: list, llm, output, batch_size: int = 8, retries: int = 5, pr
             for clip, result in zip(batch, ask_batch(llm, batch, retries, temperatures), strict=True):
                 line = record(clip, result)
                 counts[line["status"]] += 1
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+                append_records(f, [line])
             progress.update(len(batch))
     progress.close()
     return counts

@@ -16,13 +16,14 @@ Fixed from the original script: no stray index column, no path conventions that 
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
 import soundfile
 from tqdm import tqdm
+
+from llama.records import atomic_path
 
 from annotate import OUTPUT_NAMES, finished_clips
 from sources import READERS
@@ -54,13 +55,12 @@ def read_annotations(source: str, folder: Path) -> tuple[list[tuple], int]:
 def write_wav(source: Path, target: Path):
     if target.exists():
         return
-    tmp = target.with_name(target.name + ".tmp")
-    if source.suffix.lower() == ".wav":
-        shutil.copyfile(source, tmp)
-    else:
-        data, rate = soundfile.read(source, always_2d=True)
-        soundfile.write(tmp, data, rate, format="WAV")
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        if source.suffix.lower() == ".wav":
+            shutil.copyfile(source, tmp)
+        else:
+            data, rate = soundfile.read(source, always_2d=True)
+            soundfile.write(tmp, data, rate, format="WAV")
 
 
 def main(argv=None):

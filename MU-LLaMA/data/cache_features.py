@@ -11,7 +11,6 @@ cache cannot reproduce that, on-the-fly features can).
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from llama import AudioError, load_audio, load_mert
 from llama.cli import add_debug_argument, run_main
 from llama.data.dataset import load_records
+from llama.records import atomic_path
 
 
 class FeatureCache:
@@ -54,14 +54,12 @@ class FeatureCache:
         if self.meta and self.meta != meta:
             raise ValueError(f"{self.folder} holds features made with {self.meta}, not {meta}; use another folder")
         shard = f"shard-{len(set(self.index.values())):05d}.safetensors"
-        tmp = self.folder / (shard + ".tmp")
-        save_file({k: v.contiguous() for k, v in features.items()}, tmp)
-        os.replace(tmp, self.folder / shard)
+        with atomic_path(self.folder / shard) as tmp:
+            save_file({k: v.contiguous() for k, v in features.items()}, tmp)
         self.index.update({name: shard for name in features})
         for name, payload in (("index.json", self.index), ("meta.json", meta)):
-            tmp = self.folder / (name + ".tmp")
-            tmp.write_text(json.dumps(payload))
-            os.replace(tmp, self.folder / name)
+            with atomic_path(self.folder / name) as tmp:
+                tmp.write_text(json.dumps(payload))
         self.meta = meta
 
 

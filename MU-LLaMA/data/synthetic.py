@@ -19,7 +19,8 @@ import numpy as np
 import pretty_midi
 import soundfile
 
-SAMPLE_RATE = 24000
+from llama.audio import SAMPLE_RATE  # MERT-v1's: the synthetic clips are rendered at it
+
 # family -> General MIDI programs (0-based) that sound like it
 FAMILIES = {
     "piano": [0, 1], "organ": [16, 19], "guitar": [24, 25], "strings": [40, 48],
@@ -169,8 +170,8 @@ def fact_accuracy(records: list[dict], answers: list[str], facts: dict) -> dict:
 
 def evaluate(model, folder, kinds=None, limit: int | None = None, shuffle_seed: int | None = None,
              batch_size: int = 32, max_new_tokens: int = 24) -> tuple[dict, list[str]]:
-    """Greedy answers of `model` (anything with MULLaMA's `answer`) to the held-out questions of a
-    set written by `make_dataset`, scored by `fact_accuracy`. With `shuffle_seed`, each question is
+    """Greedy answers of `model` (a llama.Pipeline) to the held-out questions of a set written by
+    `make_dataset`, scored by `fact_accuracy`. With `shuffle_seed`, each question is
     answered with another clip's audio (a seeded derangement of the clips): the control that shows
     whether the answers come from the music."""
     from llama import load_audio
@@ -185,7 +186,7 @@ def evaluate(model, folder, kinds=None, limit: int | None = None, shuffle_seed: 
     heard = dict(zip(names, names, strict=True))
     if shuffle_seed is not None:
         heard = {name: names[j] for name, j in zip(names, derangement(len(names), shuffle_seed), strict=True)}
-    clips = {name: load_audio(folder / "audios" / name) for name in names}
+    clips = {name: load_audio(folder / "audios" / name, model.sample_rate) for name in names}
     answers = []
     for start in range(0, len(records), batch_size):
         part = records[start:start + batch_size]

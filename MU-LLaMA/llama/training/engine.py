@@ -35,6 +35,7 @@ from ..formats.mu_llama import read_mu_llama, save_mu_llama
 from ..mu_llama import MULLaMA, MULLaMAConfig, from_upstream
 from ..paths import find_tokenizer, llama_folder
 from ..prompt import IGNORE_INDEX
+from ..records import atomic_path
 from ..tokenizer import Tokenizer
 from .config import TrainConfig, lr_at, to_plain
 
@@ -120,14 +121,13 @@ def save(model: MULLaMA, optimizer, position: dict, config: TrainConfig, out: Pa
                                                                                          cpu_offload=True))
     if rank != 0:
         return
-    tmp = out / "checkpoint.tmp.safetensors"
-    save_mu_llama(tmp, tensors, model.config, train_config=to_plain(config), **position)
-    os.replace(tmp, out / "checkpoint.safetensors")
-    os.replace(tmp.with_suffix(".json"), out / "checkpoint.json")
+    # save_mu_llama writes NAME.safetensors and NAME.json: both temporary names, then both renamed
+    with atomic_path(out / "checkpoint.safetensors") as tmp, atomic_path(out / "checkpoint.json"):
+        save_mu_llama(tmp, tensors, model.config, train_config=to_plain(config), **position)
     state = {"optimizer": optimizer_state, "position": position, "torch_rng": torch.get_rng_state(),
              "python_rng": list(random.getstate()[1])}
-    torch.save(state, out / "train_state.tmp.pt")
-    os.replace(out / "train_state.tmp.pt", out / "train_state.pt")
+    with atomic_path(out / "train_state.pt") as tmp:
+        torch.save(state, tmp)
 
 
 def with_model_names(optimizer_state: dict) -> dict:

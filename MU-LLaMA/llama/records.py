@@ -1,0 +1,62 @@
+"""The output files of long jobs, written so that a kill loses nothing already done: JSONL records
+appended and fsync'd batch by batch and read back past a torn last line, and whole files replaced
+atomically (temporary name, then rename)."""
+
+import contextlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def json_line(record: dict) -> str:
+    """One JSONL line, non-ASCII kept readable. A file name that is not valid UTF-8 reaches Python with
+    its bad bytes as lone surrogates (PEP 383), which UTF-8 cannot encode: they are written as JSON
+    escapes (\\udcXX), which json.loads turns back into the same name, so the path round-trips."""
+    text = json.dumps(record, ensure_ascii=False)
+    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
+def append_records(handle, records: list[dict]) -> None:
+    """Append to an open JSONL file and make it durable before going on."""
+    handle.write("".join(map(json_line, records)))
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def read_jsonl(path: Path, repair: bool = False) -> list[tuple[int, object]]:
+    """(line number, value) of every complete line of a JSONL file; the value is None for a line that
+    is not JSON. A last line without its newline is a write cut short by a kill: it is ignored, and
+    with `repair` cut off the file, so that appending goes on cleanly."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) < len(data):
+        print(f"{path}: ignoring an incomplete last line (a run was killed while writing it)", file=sys.stderr)
+        if repair:
+            with path.open("r+b") as f:
+                f.truncate(len(complete))
+    lines = []
+    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+        try:
+            lines.append((number, json.loads(line)))
+        except json.JSONDecodeError:
+            lines.append((number, None))
+    return lines
+
+
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """A temporary name beside `path` (`name.tmp.suffix`) to write to, renamed to `path` when the block
+    ends without an error and removed otherwise: a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
