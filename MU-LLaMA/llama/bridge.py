@@ -4,11 +4,9 @@ and video bridges have the same shape).
 Per input, the encoder's per-layer summaries [L, H] are mixed by a 1x1 convolution over layers,
 L2-normalised, projected to the LLaMA width and refined by three residual RMSNorm-SwiGLU blocks:
 one vector [dim]. The original code keeps each bridge as flat attributes of the model
-(`mu_mert_agg`, `mu_mert_norm_1`, `mu_mert_f1_1`, ...); `to_upstream` / `from_upstream` translate
+(`mu_mert_agg`, `mu_mert_norm_1`, `mu_mert_f1_1`, ...); `upstream_names` and `rename` translate
 between those names and this module's, so the released checkpoints load and ours keep their format.
 """
-
-import re
 
 import torch
 import torch.nn.functional as F
@@ -49,27 +47,17 @@ class Bridge(nn.Module):
         return x
 
 
-_BLOCK_KEY = re.compile(r"blocks\.(\d+)\.(norm|f1|f2|f3)\.(.+)")
-_UPSTREAM_BLOCK_KEY = re.compile(r"(norm|f1|f2|f3)_(\d+)\.(.+)")
+def upstream_names(attribute: str, prefix: str) -> dict[str, str]:
+    """{module path in the model: the original's attribute} for one bridge: `music_bridge.blocks.0.f1`
+    -> `mu_mert_f1_1` (blocks numbered from 1), `music_bridge.agg` -> `mu_mert_agg`."""
+    names = {f"{attribute}.agg": f"{prefix}_agg", f"{attribute}.proj": f"{prefix}_proj"}
+    for i in range(BLOCKS):
+        for part in ("norm", "f1", "f2", "f3"):
+            names[f"{attribute}.blocks.{i}.{part}"] = f"{prefix}_{part}_{i + 1}"
+    return names
 
 
-def to_upstream(key: str, attribute: str, prefix: str) -> str:
-    """`{attribute}.blocks.0.f1.weight` -> `{prefix}_f1_1.weight`; keys outside the bridge unchanged."""
-    if not key.startswith(attribute + "."):
-        return key
-    rest = key.removeprefix(attribute + ".")
-    block = _BLOCK_KEY.fullmatch(rest)
-    if block:
-        return f"{prefix}_{block[2]}_{int(block[1]) + 1}.{block[3]}"
-    return f"{prefix}_{rest}"
-
-
-def from_upstream(key: str, attribute: str, prefix: str) -> str:
-    """The inverse of `to_upstream`."""
-    if not key.startswith(prefix + "_"):
-        return key
-    rest = key.removeprefix(prefix + "_")
-    block = _UPSTREAM_BLOCK_KEY.fullmatch(rest)
-    if block:
-        return f"{attribute}.blocks.{int(block[2]) - 1}.{block[1]}.{block[3]}"
-    return f"{attribute}.{rest}"
+def rename(key: str, names: dict[str, str]) -> str:
+    """`key` with its module path (all but the last name) looked up in `names`; unlisted keys unchanged."""
+    owner, _, leaf = key.rpartition(".")
+    return f"{names[owner]}.{leaf}" if owner in names else key

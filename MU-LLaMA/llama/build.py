@@ -9,13 +9,13 @@ import sys
 
 import torch
 
-from .encoders.mert import AUDIO_MODES
+from .encoders.mert import AUDIO_MODES, MERT
 from .files import CheckpointError
 from .formats import read_llama
 from .formats.mert import load_mert
 from .formats.mu_llama import read_mu_llama_with_base
 from .model import ModelArgs, Transformer, is_added_parameter
-from .mu_llama import MULLaMA
+from .mu_llama import MULLaMA, MULLaMAConfig
 from .paths import find_tokenizer, llama_folder
 from .pipeline import Pipeline
 from .tokenizer import Tokenizer
@@ -44,25 +44,50 @@ def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=
     if base_weights not in BASE_WEIGHTS:
         raise ValueError(f"base_weights must be one of {BASE_WEIGHTS}, not {base_weights!r}")
     tensors, config, embedded = read_mu_llama_with_base(model_path)
-    folder = llama_folder(llama_dir, llama_type)
-    args, state = read_llama(folder, **config.backbone_args())
-    if embedded:
-        state = choose_base(state, embedded, base_weights, model_path, folder, args.n_layers)
-    llama = build_llama(args, state, folder, device, dtype)
-    tokenizer = Tokenizer(find_tokenizer(folder))
+    llama_dir = llama_folder(llama_dir, llama_type)  # a wrong --llama_dir is said before MERT is loaded
     mert = load_mert(mert_path, device=device, dtype=mert_dtype)
     if (mert.num_layers, mert.hidden_size) != (config.mert_layers, config.mert_dim):
         raise CheckpointError(f"the MERT in {mert_path} gives {mert.num_layers} layers x {mert.hidden_size}, "
                               f"the checkpoint's bridge expects {config.mert_layers} x {config.mert_dim}")
-    with torch.device("meta"):  # only the bridge is new here; llama and mert are already loaded
+    model, tokenizer = mu_llama(config, llama_dir, mert, llama_type=None, tensors=tensors, embedded=embedded,
+                                base_weights=base_weights, source=model_path, device=device, dtype=dtype)
+    return Pipeline(model.requires_grad_(False).eval(), tokenizer, audio_mode)
+
+
+def mu_llama(config: MULLaMAConfig, llama_dir, mert: MERT | None, *, llama_type: str | None = "7B",
+             tensors: dict | None = None, embedded: dict | None = None, base_weights: str = "checkpoint",
+             source=None, device="cpu", dtype=torch.float32, seed: int | None = None) -> tuple[MULLaMA, Tokenizer]:
+    """The one assembly of a MU-LLaMA, for answering and for training: the backbone in `llama_dir` with
+    the parts `config`'s phase needs, the tokenizer beside it, the encoder `mert` (None: features come
+    from a cache), the bridge and the prefix.
+
+    tensors: a checkpoint's trained tensors (read_mu_llama): the bridge and prefix are assigned from
+      them with no initialisation, and the backbone's (norms, gates, LoRA, biases) override the base.
+      None: the bridge, the prefix and any LoRA are initialised, each after seeding with `seed` (the
+      same model on every process and in every run): training from scratch.
+    embedded: the base LLaMA the checkpoint `source` carries, used as `base_weights` says (choose_base).
+    """
+    folder = llama_folder(llama_dir, llama_type)
+    args, state = read_llama(folder, **config.backbone_args())
+    if embedded:
+        state = choose_base(state, embedded, base_weights, source, folder, args.n_layers)
+    if seed is not None:
+        torch.manual_seed(seed)
+    llama = build_llama(args, state, folder, device, dtype)
+    tokenizer = Tokenizer(find_tokenizer(folder))
+    if tensors is None:
+        if seed is not None:
+            torch.manual_seed(seed)
+        return MULLaMA(llama, mert, config).to(device), tokenizer
+    with torch.device("meta"):  # only the bridge and prefix are new here; llama and mert are already loaded
         model = MULLaMA(llama, mert, config)
     names = model.checkpointed_names()
     expected = {k: v.shape for k, v in model.state_dict().items() if k in names}
     # The backbone's trained tensors (norms, gates, LoRA, biases) override the base where present.
-    check_shapes(expected, tensors, model_path, optional={k for k in expected if k.startswith("llama.")})
+    check_shapes(expected, tensors, source, optional={k for k in expected if k.startswith("llama.")})
     model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in tensors.items()},
                           strict=False, assign=True)
-    return Pipeline(model.requires_grad_(False).eval(), tokenizer, audio_mode)
+    return model, tokenizer
 
 
 def choose_base(state: dict, embedded: dict, policy: str, model_path, llama_dir, n_layers: int) -> dict:

@@ -60,17 +60,19 @@ class MULLaMAConfig:
         return {**PHASES[self.phase].backbone, "lora_rank": self.lora_rank}
 
 
+# {module path: the original's name} of every bridge, and the way back
+_TO_UPSTREAM = {k: v for attribute, prefix in BRIDGES.items()
+                for k, v in bridge.upstream_names(attribute, prefix).items()}
+_FROM_UPSTREAM = {v: k for k, v in _TO_UPSTREAM.items()}
+
+
 def to_upstream(key: str) -> str:
     """A MU-LLaMA parameter name as the original code's checkpoints spell it."""
-    for attribute, prefix in BRIDGES.items():
-        key = bridge.to_upstream(key, attribute, prefix)
-    return key
+    return bridge.rename(key, _TO_UPSTREAM)
 
 
 def from_upstream(key: str) -> str:
-    for attribute, prefix in BRIDGES.items():
-        key = bridge.from_upstream(key, attribute, prefix)
-    return key
+    return bridge.rename(key, _FROM_UPSTREAM)
 
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

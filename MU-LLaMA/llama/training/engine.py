@@ -27,13 +27,12 @@ from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
 from torch.distributed.tensor import DTensor
 from tqdm import tqdm
 
-from ..build import load_llama
+from ..build import mu_llama
 from ..data.cache_features import FeatureCache
 from ..data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix
 from ..formats.mert import load_mert
 from ..formats.mu_llama import read_mu_llama, save_mu_llama
 from ..mu_llama import MULLaMA, MULLaMAConfig, from_upstream
-from ..paths import find_tokenizer, llama_folder
 from ..prompt import IGNORE_INDEX
 from ..records import atomic_path
 from ..tokenizer import Tokenizer
@@ -51,8 +50,6 @@ def init_distributed() -> tuple[int, int, int]:
 
 
 def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None) -> tuple[MULLaMA, Tokenizer]:
-    base = llama_folder(config.llama_path, config.llama_type)
-    tokenizer = Tokenizer(find_tokenizer(base))
     # With a feature cache MERT is not needed: cached clips bring their features, text-only ones zeros.
     mert = load_mert(config.mert_path, device=device) if feature_cache is None else None
     layers, hidden = ((mert.num_layers, mert.hidden_size) if mert is not None
@@ -60,11 +57,9 @@ def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None)
     model_config = MULLaMAConfig(phase=config.phase, query_layer=config.query_layer, mert_layers=layers,
                                  mert_dim=hidden, bridge_width=config.bridge_width, lora_rank=config.lora_rank,
                                  prompt_template=config.prompt_template)
-    torch.manual_seed(config.seed)  # LoRA's random initialisation: the same on every process and in every run
-    llama = load_llama(base, device=device, dtype=getattr(torch, config.base_dtype), **model_config.backbone_args())
-    llama.checkpointing = config.grad_checkpointing
-    torch.manual_seed(config.seed)  # the same bridge initialisation on every process, with or without MERT
-    model = MULLaMA(llama, mert, model_config).to(device)
+    model, tokenizer = mu_llama(model_config, config.llama_path, mert, llama_type=config.llama_type, device=device,
+                                dtype=getattr(torch, config.base_dtype), seed=config.seed)
+    model.llama.checkpointing = config.grad_checkpointing
     if config.pretrained_path:
         tensors, _ = read_mu_llama(config.pretrained_path)
         # finetune keeps what pretraining learned (bridge, prefix, gates); norms come from the base
