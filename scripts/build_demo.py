@@ -8,7 +8,7 @@
    clip; the first `--test_clips` are held out.
 2. A small MERT-shaped encoder (HuBERT architecture, MERT checkpoint format) learns to tell the
    training clips' facts apart from its time-averaged hidden states (on random 1.5 s excerpts), and
-   its output is standardised (llama/testing/). There is no pretrained MERT offline, so this stands
+   its output is standardised (llama/testing/learn.py). There is no pretrained MERT offline, so this stands
    in for MERT's self-supervised pretraining.
 3. Every clip's encoder features are cached (data/cache_features.py): the encoder is frozen from here.
 4. train.py trains the bridge, prefix and gates on SmolLM2-135M-Instruct with configs/demo-pretrain.yaml.
@@ -38,7 +38,7 @@ from llama.training import TrainConfig, parse_overrides, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# MERT-v1's config fields (llama/testing/) at demo size: 7 conv layers of 32 channels, 2 layers of 64.
+# MERT-v1's config fields (llama/testing/tiny.py) at demo size: 7 conv layers of 32 channels, 2 layers of 64.
 DEMO_ENCODER = dict(hidden_size=64, intermediate_size=128, conv_dim=[32] * 7)
 FACTS = ("instrument", "tempo", "mode", "loudness", "count")
 SAX_QUESTION = "What instrument is playing?"
