@@ -33,11 +33,8 @@ token. With --temperature > 0 the samples depend on which pairs share a batch.
 """
 
 import argparse
-import contextlib
-import fcntl
 import glob
 import os
-import socket
 import sys
 import time
 from collections import Counter
@@ -49,7 +46,7 @@ from tqdm import tqdm
 import llama
 from llama.cli import add_model_arguments, load_model, run_main
 from llama.data.dataset import load_records
-from llama.records import append_records, atomic_path, json_line, read_jsonl
+from llama.records import append_records, atomic_path, json_line, lock_output, read_jsonl
 
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
 SETTINGS = ("model", "llama_type", "llama_dir", "mert_path", "max_gen_len", "temperature", "top_p", "seed",
@@ -104,31 +101,6 @@ def write_records(path: Path, records: list[dict]):
     """Replaced whole: a kill leaves the previous complete file, never half of one."""
     with atomic_path(path) as tmp:
         tmp.write_text("".join(map(json_line, records)), encoding="utf-8")
-
-
-@contextlib.contextmanager
-def lock_output(path: Path):
-    """An exclusive lock on PATH.lock while the block runs. Two runs writing one output would both answer
-    every pair; the second stops instead. The kernel drops the lock when its process dies, so the file a
-    killed run leaves behind blocks nobody; a run that ends removes it."""
-    lock = path.with_name(path.name + ".lock")
-    handle = open(lock, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise SystemExit(f"{path} is being written by another run ({holder}); wait for it to end, or give "
-                         "another --output") from None
-    handle.truncate(0)
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
-    handle.flush()
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-        handle.close()
 
 
 def part_path(output: Path, rank: int, world: int) -> Path:

@@ -15,19 +15,23 @@ clips of 30 s, 64-token answers (random weights practically never stop early), b
 """
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from batch_inference import SETTINGS, answer_pairs, find_pairs, read_records
-from load_memory import MERT_330M
 
-from llama import MERT, ModelArgs, MULLaMA, MULLaMAConfig, Pipeline, Tokenizer
-from llama.cli import add_model_arguments, load_model
-from llama.data.synthetic import make_dataset
-from llama.encoders.mert import hubert_config
-from llama.testing.tiny import random_transformer, sentencepiece_model_file
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))  # the script it measures
+
+from batch_inference import SETTINGS, answer_pairs, find_pairs, read_records  # noqa: E402
+from load_memory import MERT_330M  # noqa: E402
+
+from llama import MERT, ModelArgs, MULLaMA, MULLaMAConfig, Pipeline, Tokenizer  # noqa: E402
+from llama.cli import add_model_arguments, load_model  # noqa: E402
+from llama.data.synthetic import make_dataset  # noqa: E402
+from llama.encoders.mert import hubert_config  # noqa: E402
+from llama.testing.tiny import random_transformer, sentencepiece_model_file  # noqa: E402
 
 LLAMA_2_7B = ModelArgs(max_seq_len=4096, w_bias=True, w_lora=True)
 

@@ -1,11 +1,13 @@
 """The output files of long jobs, written so that a kill loses nothing already done: JSONL records
-appended and fsync'd batch by batch and read back past a torn last line, and whole files replaced
-atomically (temporary name, then rename)."""
+appended and fsync'd batch by batch and read back past a torn last line, whole files replaced
+atomically (temporary name, then rename), and a lock so that two runs never write one output."""
 
 import contextlib
+import fcntl
 import json
 import os
 import re
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,3 +62,28 @@ def atomic_path(path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def lock_output(path: Path):
+    """An exclusive lock on PATH.lock while the block runs. Two runs writing one output would both answer
+    every pair; the second stops instead. The kernel drops the lock when its process dies, so the file a
+    killed run leaves behind blocks nobody; a run that ends removes it."""
+    lock = path.with_name(path.name + ".lock")
+    handle = open(lock, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise SystemExit(f"{path} is being written by another run ({holder}); wait for it to end, or give "
+                         "another --output") from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
