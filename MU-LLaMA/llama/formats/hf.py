@@ -77,15 +77,20 @@ def hf_args(config: dict, **overrides) -> ModelArgs:
     return ModelArgs(**{**args, **overrides})
 
 
+def _rotary_layout(meta_key: str, tensor: torch.Tensor, args: ModelArgs, to_hf: bool) -> torch.Tensor:
+    """q and k rows permuted between the two rotary layouts; every other tensor as it is."""
+    if meta_key.endswith("attention.wq.weight"):
+        return _permute_rotary(tensor, args.n_heads, to_hf)
+    if meta_key.endswith("attention.wk.weight"):
+        return _permute_rotary(tensor, args.kv_heads, to_hf)
+    return tensor
+
+
 def hf_to_meta(state: dict, args: ModelArgs) -> dict:
     out = {}
     for key, tensor in state.items():
         new = _rename(key, _HF_TO_META) or key  # unknown names are left for check_state to report
-        if new.endswith("attention.wq.weight"):
-            tensor = _permute_rotary(tensor, args.n_heads, to_hf=False)
-        elif new.endswith("attention.wk.weight"):
-            tensor = _permute_rotary(tensor, args.kv_heads, to_hf=False)
-        out[new] = tensor
+        out[new] = _rotary_layout(new, tensor, args, to_hf=False)
     return out
 
 
@@ -97,11 +102,7 @@ def meta_to_hf(state: dict, args: ModelArgs) -> dict:
         new = _rename(key, _META_TO_HF)
         if new is None:
             raise CheckpointError(f"no HF name for {key}")
-        if key.endswith("attention.wq.weight"):
-            tensor = _permute_rotary(tensor, args.n_heads, to_hf=True)
-        elif key.endswith("attention.wk.weight"):
-            tensor = _permute_rotary(tensor, args.kv_heads, to_hf=True)
-        out[new] = tensor
+        out[new] = _rotary_layout(key, tensor, args, to_hf=True)
     return out
 
 
