@@ -2,13 +2,19 @@
 its trained tensors only (bridge, prefix, gates, LoRA, biases, norms) in safetensors, plus a JSON
 config beside it. The base LLaMA and MERT stay where they are (--llama_dir, --mert_path).
 
+A MuMu-LLaMA (M2UGen) checkpoint.pth (23-31 GB) is recognised and converted the same way: its
+bridges, prefix, output projector, the backbone's norms, biases, LoRA and gates, the trained
+embedding and the output head's [AUD] rows (about 2.4 GB at 7B); encoders and decoder stay in
+their folders.
+
     python MU-LLaMA/convert_checkpoint.py ckpts/checkpoint.pth ckpts/mu_llama.safetensors
 """
 
 import argparse
 
-from llama import read_mu_llama, save_mu_llama
+from llama import read_mu_llama, read_mumu, save_mu_llama, save_mumu
 from llama.cli import add_debug_argument, run_main
+from llama.formats.mumu import is_mumu_checkpoint, trained_state
 
 
 def main(argv=None):
@@ -17,10 +23,18 @@ def main(argv=None):
     parser.add_argument("output", help="output .safetensors (the config goes to the same name with .json)")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
-    tensors, config = read_mu_llama(args.checkpoint)
-    save_mu_llama(args.output, tensors, config, converted_from=str(args.checkpoint))
+    if is_mumu_checkpoint(args.checkpoint):
+        tensors, config, base = read_mumu(args.checkpoint)
+        if base:
+            tensors = trained_state(tensors, base)
+        save_mumu(args.output, tensors, config, converted_from=str(args.checkpoint))
+        kind = f"MuMu-LLaMA, {config.music_decoder}"
+    else:
+        tensors, config = read_mu_llama(args.checkpoint)
+        save_mu_llama(args.output, tensors, config, converted_from=str(args.checkpoint))
+        kind = f"phase {config.phase}"
     size = sum(t.numel() * t.element_size() for t in tensors.values()) / 1e9
-    print(f"wrote {len(tensors)} tensors ({size:.2f} GB, phase {config.phase}) to {args.output}")
+    print(f"wrote {len(tensors)} tensors ({size:.2f} GB, {kind}) to {args.output}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ class Bridge(nn.Module):
     def forward(self, layer_means: torch.Tensor) -> torch.Tensor:
         """[B, L, H] encoder layer summaries -> [B, dim]."""
         x = layer_means.to(self.proj.weight)
-        x = self.proj(F.normalize(self.agg(x).squeeze(1), dim=-1))
+        # The original weighs its one input by w / (w + 1e-6) after normalising: kept for exactness.
+        x = self.proj(F.normalize(self.agg(x).squeeze(1), dim=-1) / (1 + 1e-6))
         for block in self.blocks:
             x = block(x)
         return x

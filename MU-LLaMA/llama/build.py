@@ -5,6 +5,7 @@ checkpoint tensors, memory-mapped, are assigned in the requested dtype and devic
 no copy at all when file, dtype and device already agree).
 """
 
+import dataclasses
 import sys
 
 import torch
@@ -14,10 +15,12 @@ from .files import CheckpointError
 from .formats import read_llama
 from .formats.mert import load_mert
 from .formats.mu_llama import read_mu_llama_with_base
+from .formats.mumu import HEAD_ROWS, is_mumu_checkpoint, read_mumu
 from .model import ModelArgs, Transformer, is_added_parameter
 from .mu_llama import MULLaMA, MULLaMAConfig
+from .mumu_llama import AUDIO_TOKENS, MuMuConfig, MuMuLLaMA
 from .paths import find_tokenizer, llama_folder
-from .pipeline import Pipeline
+from .pipeline import MuMuPipeline, Pipeline
 from .tokenizer import Tokenizer
 
 BASE_WEIGHTS = ("checkpoint", "llama_dir")
@@ -26,7 +29,8 @@ BASE_WEIGHTS = ("checkpoint", "llama_dir")
 def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=torch.float32,
          audio_mode="full", mert_dtype=torch.float32, base_weights="checkpoint"):
     """A ready MU-LLaMA: a Pipeline (`answer`, `stream`, `load_clip`) around the frozen network in eval
-    mode (`.model`) and its tokenizer.
+    mode (`.model`) and its tokenizer. Given a MuMu-LLaMA (M2UGen) checkpoint, a MuMuPipeline instead
+    (`load_mumu`: music input only; `load_mumu` takes the image, video and decoder folders too).
 
     model_path: the released `checkpoint.pth` or this project's `.safetensors`.
     llama_dir: the base LLaMA; `llama_dir/llama_type` when that folder exists (upstream layout,
@@ -41,6 +45,9 @@ def load(model_path, llama_dir, mert_path, llama_type="7B", device="cpu", dtype=
     """
     if audio_mode not in AUDIO_MODES:
         raise ValueError(f"audio_mode must be one of {AUDIO_MODES}, not {audio_mode!r}")
+    if is_mumu_checkpoint(model_path):
+        return load_mumu(model_path, llama_dir, mert_path, llama_type=llama_type, device=device, dtype=dtype,
+                         encoder_dtype=mert_dtype, audio_mode=audio_mode)
     if base_weights not in BASE_WEIGHTS:
         raise ValueError(f"base_weights must be one of {BASE_WEIGHTS}, not {base_weights!r}")
     tensors, config, embedded = read_mu_llama_with_base(model_path)
@@ -189,3 +196,89 @@ def init_added_parameters(model: torch.nn.Module, device, dtype) -> None:
             torch.nn.init.kaiming_uniform_(value, a=5 ** 0.5)
         owner, _, attr = name.rpartition(".")
         setattr(model.get_submodule(owner), attr, torch.nn.Parameter(value, requires_grad=param.requires_grad))
+
+
+def load_mumu(model_path, llama_dir, mert_path=None, vit_path=None, vivit_path=None, music_decoder_path=None,
+              llama_type="7B", device="cpu", dtype=torch.float32, encoder_dtype=torch.float32, decoder_dtype=None,
+              stop_rules="default", audio_mode="upstream") -> MuMuPipeline:
+    """A ready MuMu-LLaMA (M2UGen): a MuMuPipeline (`respond`, `music`) around the frozen network.
+
+    model_path: the released M2UGen checkpoint.pth (every LLaMA weight is taken from it, as the
+      original's inference does; llama_dir gives params.json and the tokenizer) or this project's
+      .safetensors (the base from llama_dir, the trained tensors from the file).
+    mert_path / vit_path / vivit_path: encoder folders, each needed only for inputs of its kind; the
+      frozen copies inside checkpoint.pth are not read (they are the same weights).
+    music_decoder_path: a MusicGen folder or an AudioLDM2 pipeline folder, as the checkpoint was
+      trained for (None: answers only). The decoder runs in `decoder_dtype` (default `dtype`).
+    """
+    from .decoders import load_decoder
+    from .encoders.vit import load_vit
+    from .encoders.vivit import load_vivit
+
+    tensors, config, embedded = read_mumu(model_path)
+    folder = llama_folder(llama_dir, llama_type)
+    encoders = {"mert": load_mert(mert_path, device=device, dtype=encoder_dtype) if mert_path else None,
+                "vit": load_vit(vit_path, device=device, dtype=encoder_dtype) if vit_path else None,
+                "vivit": load_vivit(vivit_path, device=device, dtype=encoder_dtype) if vivit_path else None}
+    check_encoders(config, encoders)
+    decoder = None
+    if music_decoder_path:
+        decoder = load_decoder(config.music_decoder, music_decoder_path, device=device, dtype=decoder_dtype or dtype)
+    model, tokenizer = mumu_llama(config, folder, tensors, embedded, source=model_path, device=device, dtype=dtype,
+                                  **encoders)
+    warn_closed_gates(model, model_path)
+    return MuMuPipeline(model.requires_grad_(False).eval(), tokenizer, decoder, stop_rules, audio_mode)
+
+
+def check_encoders(config: MuMuConfig, encoders: dict) -> None:
+    """Each given encoder must give what its bridge reads."""
+    for name, flag, shape in (("mert", "--mert_path", (config.mert_layers, config.mert_dim)),
+                              ("vit", "--vit_path", (config.vit_tokens, config.vit_dim)),
+                              ("vivit", "--vivit_path", (config.vivit_tokens, config.vivit_dim))):
+        encoder = encoders[name]
+        if encoder is None:
+            continue
+        got = (encoder.num_layers, encoder.hidden_size) if name == "mert" else (encoder.tokens, encoder.width)
+        if got != shape:
+            raise CheckpointError(f"the encoder given as {flag} gives {got[0]} x {got[1]} features, the checkpoint's "
+                                  f"bridge reads {shape[0]} x {shape[1]}: {flag} holds another model")
+
+
+def mumu_llama(config: MuMuConfig, folder, tensors: dict, embedded: dict, *, source=None, device="cpu",
+               dtype=torch.float32, mert=None, vit=None, vivit=None) -> tuple[MuMuLLaMA, Tokenizer]:
+    """A MuMu-LLaMA from a checkpoint's tensors (read_mumu) and the LLaMA folder (params.json, the
+    tokenizer; and the base weights when the checkpoint does not carry them)."""
+    args, state = read_llama(folder, **config.backbone_args())
+    tensors = dict(tensors)
+    if embedded:  # the released checkpoint.pth: every LLaMA weight from it
+        state = dict(embedded)
+    else:  # this project's file: the trained embedding and the head's [AUD] rows over llama_dir's base
+        state["tok_embeddings.weight"] = tensors.pop("llama.tok_embeddings.weight")
+        state["output.weight"] = torch.cat([state["output.weight"], tensors.pop(HEAD_ROWS).to(state["output.weight"])])
+    args = dataclasses.replace(args, vocab_size=state["tok_embeddings.weight"].shape[0])
+    llama = build_llama(args, state, source, device, dtype)
+    tokenizer = Tokenizer(find_tokenizer(folder))
+    with torch.device("meta"):  # only the bridges, prefix and projector are new here
+        model = MuMuLLaMA(llama, config, mert, vit, vivit)
+    ids = tokenizer.add_tokens(list(AUDIO_TOKENS))
+    if ids != model.audio_token_ids:
+        raise CheckpointError(f"the tokenizer in {folder} has {tokenizer.n_words - len(ids)} tokens, but {source}'s "
+                              f"embedding has {args.vocab_size} rows (expected the tokenizer's plus 8 [AUD] tokens): "
+                              "--llama_dir holds another tokenizer")
+    tensors.pop("llama.tok_embeddings.weight", None)  # already in the base state
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    backbone = {k for k in shapes if k.startswith("llama.") and (is_added_parameter(k) or k.endswith("norm.weight"))}
+    frozen = ("llama.", "mert.", "vit.", "vivit.")  # built already
+    expected = {k: shapes[k] for k in shapes if not k.startswith(frozen) or k in backbone}
+    check_shapes(expected, tensors, source, optional=backbone)
+    model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}, strict=False, assign=True)
+    return model, tokenizer
+
+
+def warn_closed_gates(model: MuMuLLaMA, source) -> None:
+    """The original's training never trains the attention gates, so in its checkpoints every gate is
+    0: the encoders, bridges and prefix rows then cannot change a single logit. Say so once."""
+    gates = [p for n, p in model.llama.named_parameters() if n.endswith(".gate")]
+    if gates and all(not g.any() for g in gates):
+        print(f"warning: every attention gate in {source} is zero, so music, image and video inputs cannot change "
+              "the answers (the original training never trained the gates; see README, MuMu-LLaMA)", file=sys.stderr)

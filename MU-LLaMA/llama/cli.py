@@ -14,9 +14,11 @@ from pathlib import Path
 import torch
 
 from .audio import AudioError
-from .build import BASE_WEIGHTS, load
+from .build import BASE_WEIGHTS, load, load_mumu
 from .files import CheckpointError
-from .pipeline import Pipeline
+from .formats.mumu import is_mumu_checkpoint
+from .media import MediaError
+from .pipeline import STOP_RULES, MuMuPipeline, Pipeline
 
 
 class UsageError(ValueError):
@@ -24,7 +26,7 @@ class UsageError(ValueError):
 
 
 # Errors that come from what the user gave: their message is the whole story.
-USER_ERRORS = (CheckpointError, AudioError, UsageError, OSError)
+USER_ERRORS = (CheckpointError, AudioError, MediaError, UsageError, OSError)
 
 
 def run_main(main, argv=None):
@@ -120,10 +122,83 @@ def resolve_model_paths(args) -> None:
             setattr(args, key, default)
 
 
+def add_mumu_arguments(parser: argparse.ArgumentParser):
+    """MuMu-LLaMA (M2UGen): the original's flags and the music-output flags."""
+    group = parser.add_argument_group("MuMu-LLaMA / M2UGen (upstream M2UGen flags, then music output)")
+    group.add_argument("--vit_path", help="ViT folder (google/vit-base-patch16-224-in21k), for --image_file")
+    group.add_argument("--vivit_path", help="ViViT folder (google/vivit-b-16x2-kinetics400), for --video_file")
+    group.add_argument("--music_decoder", choices=["musicgen", "audioldm2"],
+                       help="the decoder the checkpoint was trained for (default: read from the checkpoint)")
+    group.add_argument("--music_decoder_path", help="MusicGen folder (facebook/musicgen-small|medium) or AudioLDM2 "
+                       "pipeline folder (cvssp/audioldm2-music); without it, answers only")
+    group.add_argument("--prompt", nargs="+", help="one or more instructions (M2UGen; default 'Generate a music')")
+    group.add_argument("--audio_file", help="a music clip the model hears (M2UGen)")
+    group.add_argument("--image_file", help="an image the model sees (M2UGen)")
+    group.add_argument("--video_file", help="a video the model watches (M2UGen): 32 frames of it")
+    group.add_argument("--video_start", default="middle", help="which 32 frames: middle (default), random (as the "
+                       "original; --seed makes it repeatable) or a frame number")
+    group.add_argument("--output_dir", default="outputs/music", help="where generated music is written (WAV)")
+    group.add_argument("--music_seconds", type=positive_float,
+                       help="length of generated music (default: the input clip's or video's, else 30 s, as M2UGen)")
+    group.add_argument("--music_conditioning", choices=["text", "projector"], default="text",
+                       help="text: the decoder reads the answer (the released code); projector: the output "
+                       "projector's states (the paper)")
+    group.add_argument("--music_temperature", type=non_negative_float,
+                       help="MusicGen sampling temperature, 0 = greedy (default: the decoder folder's settings)")
+    group.add_argument("--stop_rules", choices=STOP_RULES, default="default",
+                       help="upstream: the original's (EOS ignored, answer cut at its first newline)")
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+MUMU_FLAGS = ("vit_path", "vivit_path", "music_decoder", "music_decoder_path", "prompt", "audio_file", "image_file",
+              "video_file", "music_seconds", "music_temperature")
+
+
+def wants_mumu(args) -> bool:
+    """Whether the run is MuMu-LLaMA's: a MuMu checkpoint given, or any M2UGen-only flag."""
+    if any(getattr(args, k, None) is not None for k in MUMU_FLAGS):
+        return True
+    return args.model is not None and is_mumu_checkpoint(args.model)
+
+
+def _dtype(args) -> torch.dtype:
+    name = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
+    return getattr(torch, name)
+
+
+def load_mumu_model(args) -> MuMuPipeline:
+    check_device(args.device)
+    args.model = args.model or UPSTREAM_PATHS["model"]
+    args.llama_dir = args.llama_dir or UPSTREAM_PATHS["llama_dir"]
+    if args.audio_file and not args.mert_path:
+        args.mert_path = UPSTREAM_PATHS["mert_path"]
+    if not is_mumu_checkpoint(args.model):
+        raise UsageError(f"{args.model} is not a MuMu-LLaMA (M2UGen) checkpoint, but M2UGen flags were given; "
+                         "MU-LLaMA takes --audio_path and --question")
+    encoders = (("--image_file", args.image_file, "--vit_path", args.vit_path, "vit-base-patch16-224-in21k"),
+                ("--video_file", args.video_file, "--vivit_path", args.vivit_path, "vivit-b-16x2-kinetics400"))
+    for input_flag, given, flag, folder, hub in encoders:
+        if given and not folder:
+            raise UsageError(f"{input_flag} needs its encoder: pass {flag} (a folder holding google/{hub})")
+    pipeline = load_mumu(args.model, args.llama_dir, args.mert_path, args.vit_path, args.vivit_path,
+                         args.music_decoder_path, llama_type=args.llama_type, device=args.device, dtype=_dtype(args),
+                         stop_rules=args.stop_rules, audio_mode=args.audio_mode)
+    wanted = args.music_decoder
+    if wanted and wanted != pipeline.model.config.music_decoder:
+        raise UsageError(f"--music_decoder {wanted}, but {args.model} was trained for "
+                         f"{pipeline.model.config.music_decoder}: its output projector fits that decoder only")
+    return pipeline
+
+
 def load_model(args) -> Pipeline:
     check_device(args.device)
     resolve_model_paths(args)
-    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
+    dtype = _dtype(args)
     return load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
-                      dtype=getattr(torch, dtype), audio_mode=args.audio_mode,
-                      base_weights=args.base_weights)
+                dtype=dtype, audio_mode=args.audio_mode, base_weights=args.base_weights)

@@ -224,12 +224,15 @@ class Transformer(nn.Module):
         return groups
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
-                adapters: Mapping[int, torch.Tensor] | None = None, last_only: bool = False) -> torch.Tensor:
+                adapters: Mapping[int, torch.Tensor] | None = None, last_only: bool = False,
+                hidden: bool = False):
         """Logits [B, S, vocab] (fp32) for `tokens` [B, S].
 
         cache: continue the request held in `cache` (its length is the start position).
         adapters: {layer index: [B, dim]}, the adapter token each of those layers attends to.
         last_only: compute logits for the last position only (what decoding needs).
+        hidden: also return the last layer's output before the final norm, [B, S or 1, dim]
+          (MuMu-LLaMA's output projector reads it at the [AUD] positions).
         """
         B, S = tokens.shape
         start = cache.length if cache is not None else 0
@@ -251,7 +254,8 @@ class Transformer(nn.Module):
             cache.length += S
         if last_only:
             h = h[:, -1:]
-        return linear(self.norm(h), self.output).float()
+        logits = linear(self.norm(h), self.output).float()
+        return (logits, h) if hidden else logits
 
     @staticmethod
     def _mask(slots: torch.Tensor, end: int, pad: torch.Tensor | None):

@@ -7,13 +7,15 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .audio import load_audio, quiet_warnings, wav_truncation
+from .audio import SAMPLE_RATE, load_audio, quiet_warnings, wav_truncation
 from .generation import generate
 from .mu_llama import MULLaMA
+from .mumu_llama import MuMuLLaMA
 from .prompt import extract_answer, format_prompt
 from .tokenizer import Tokenizer
 
@@ -106,3 +108,137 @@ class Pipeline:
         if "error" in result:
             raise result["error"]
         yield result["answer"]
+
+
+STOP_RULES = ("default", "upstream")
+
+
+@dataclass
+class Request:
+    """One MuMu-LLaMA request: an instruction and any of a clip (mono, at the MERT rate), an image
+    ([3, H, W] in 0-1, media.load_image) and a video ([frames, H, W, 3] uint8, media.load_video)."""
+
+    prompt: str
+    audio: np.ndarray | None = None
+    image: np.ndarray | None = None
+    video: np.ndarray | None = None
+
+
+@dataclass
+class Reply:
+    text: str  # the answer; with [AUD0] .. [AUD7] in it when the model asked for music
+    tokens: list[int]
+    conditioning: torch.Tensor | None = None  # projector output [Q, out] when all eight [AUD] came in order
+
+
+def gather_audio_states(tokens: list[int], hidden: dict, audio_ids: list[int]) -> torch.Tensor | None:
+    """[8, dim] states of the [AUD] tokens when all eight came in order, as the original gathers them:
+    each token is compared with the next expected [AUDi]; a match is kept, anything else is ignored;
+    [AUD0], when expected, starts a new set."""
+    expected, states = 0, []
+    for step, token in enumerate(tokens):
+        if token == audio_ids[expected]:
+            if expected == 0:
+                states = []
+            states.append(hidden[step])
+            expected = (expected + 1) % len(audio_ids)
+    return torch.stack(states) if len(states) == len(audio_ids) else None
+
+
+class MuMuPipeline:
+    """A MuMu-LLaMA ready to answer and to ask for music: model, tokenizer (with the [AUD] tokens),
+    the music decoder (None: text only), and the stop rules.
+
+    stop_rules "upstream" are the original's: EOS does not stop, a row stops when its last three
+    tokens decode to "\\n###", and the answer is cut at its first newline. "default" stops at EOS or
+    at "\\n###" (the next Alpaca section) and keeps a multi-line answer whole.
+    """
+
+    def __init__(self, model: MuMuLLaMA, tokenizer: Tokenizer, decoder=None, stop_rules: str = "default",
+                 audio_mode: str = "upstream"):
+        if stop_rules not in STOP_RULES:
+            raise ValueError(f"stop_rules must be one of {STOP_RULES}, not {stop_rules!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.decoder = decoder
+        self.stop_rules = stop_rules
+        self.audio_mode = audio_mode  # "upstream": MERT hears the first 60 s, as the original
+        self.newline = tokenizer.encode("\n", bos=False)[-1]
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate input clips must have (MERT's)."""
+        return self.model.mert.sample_rate if self.model.mert is not None else SAMPLE_RATE
+
+    def _features(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
+        """{modality: [B, dim]} bridge outputs, zero rows for requests without that input (a zero row
+        leaves the bare prefix row, exactly as an absent input); modalities nobody sent are left out."""
+        model, features = self.model, {}
+        for modality, attribute in (("music", "audio"), ("image", "image"), ("video", "video")):
+            rows = [i for i, r in enumerate(requests) if getattr(r, attribute) is not None]
+            if not rows:
+                continue
+            encoder = model.encoder(modality)
+            if encoder is None:
+                flag = {"music": "--mert_path", "image": "--vit_path", "video": "--vivit_path"}[modality]
+                raise ValueError(f"a {modality} input needs its encoder: pass {flag}")
+            inputs = [getattr(requests[i], attribute) for i in rows]
+            if modality == "music":
+                encoded = encoder.layer_means(inputs, mode=self.audio_mode)
+            else:
+                encoded = encoder.features(inputs)
+            vectors = model.features(modality, encoded)
+            full = vectors.new_zeros(len(requests), vectors.shape[-1])
+            full[rows] = vectors
+            features[modality] = full
+        return features
+
+    def _stop(self):
+        if self.stop_rules == "upstream":
+            return [], lambda ids: self.tokenizer.decode(ids[-3:]) == "\n###"
+        return [self.tokenizer.eos_id], lambda ids: self.tokenizer.decode(ids[-4:]).endswith("\n###")
+
+    def _text(self, tokens: list[int]) -> str:
+        if self.stop_rules == "upstream":
+            return self.tokenizer.decode(tokens[:tokens.index(self.newline)] if self.newline in tokens else tokens)
+        return extract_answer(self.tokenizer.decode(tokens))
+
+    @torch.inference_mode()
+    def respond(self, requests: Sequence[Request], *, max_new_tokens: int = 512, temperature: float = 0.0,
+                top_p: float = 1.0, seed: int | None = None) -> list[Reply]:
+        """Answer a batch of requests in one KV-cached decoding; where a reply holds [AUD0..7] in
+        order, `conditioning` is the projector output for the music decoder."""
+        if any(not r.prompt.strip() for r in requests):
+            raise ValueError("empty prompt: say what you want (a question, or e.g. 'Generate a music')")
+        model = self.model
+        adapters = model.adapters(self._features(requests), len(requests))
+        prompts = [format_prompt(r.prompt, model.config.prompt_template) for r in requests]
+        stop_ids, stop = self._stop()
+        audio_ids = model.audio_token_ids
+        completions = generate(model.llama, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
+                               temperature=temperature, top_p=top_p, seed=seed, adapters=adapters,
+                               stop_ids=stop_ids, stop=stop, hidden_for=audio_ids)
+        replies = []
+        for c in completions:
+            states = gather_audio_states(c.tokens, c.hidden, audio_ids)
+            conditioning = None if states is None else model.project(states[None])[0]
+            replies.append(Reply(self._text(c.tokens), c.tokens, conditioning))
+        return replies
+
+    def music(self, reply: Reply, seconds: float, conditioning: str = "text", temperature: float | None = None,
+              seed: int | None = None) -> np.ndarray:
+        """The music a reply asks for, as a mono float waveform at `self.decoder.sample_rate`.
+
+        conditioning "text": the decoder reads the answer text, [AUD] tokens included (the released
+        code); "projector": the projector output / 10 (the paper's path: MusicGen's encoder states,
+        AudioLDM2's prompt embeddings)."""
+        if self.decoder is None:
+            raise ValueError("no music decoder loaded: pass --music_decoder_path (and --music_decoder)")
+        if reply.conditioning is None:
+            raise ValueError("the reply holds no complete [AUD0] .. [AUD7] sequence: no music was asked for")
+        if conditioning == "text":
+            return self.decoder.from_text([reply.text], seconds, temperature=temperature, seed=seed)[0]
+        if conditioning == "projector":
+            return self.decoder.from_embeddings(reply.conditioning[None] / 10, seconds, temperature=temperature,
+                                                seed=seed)[0]
+        raise ValueError(f"conditioning must be 'text' or 'projector', not {conditioning!r}")

@@ -49,3 +49,37 @@ def write_upstream_checkpoint(state: dict, mert_state: dict, path, optimizer_sta
     with saved_as_on_gpu():
         torch.save({"model": model, "optimizer": optimizer, "epoch": 19, "scaler": {"scale": 65536.0},
                     "args": args}, path)
+
+
+def write_m2ugen_checkpoint(state: dict, frozen: dict, path, music_decoder: str = "musicgen", ddp: bool = True):
+    """An M2UGen checkpoint.pth as the original's training wrote it: {"model": the complete state dict,
+    "optimizer", "epoch", "scaler", "args": Namespace}.
+
+    state: a MuMuLLaMA state dict (LLaMA with 32008 rows, bridges, prefix, projector) under this
+      project's names; written under the original's, with the frozen LLaMA (embedding included, as
+      stage 3 leaves it) and the gates in fp16 and the rest in fp32, as a GPU run saves them.
+    frozen: {prefix: state dict} of the frozen copies the original keeps inside (`mert_model` under
+      the parametrised weight-norm names, `vit_model`, `vivit_model`, `generation_model`).
+    ddp: keys under `module.`, as saved from the DistributedDataParallel-wrapped model.
+    """
+    from ..formats.mumu import is_trained_key as is_mumu_trained
+    from ..mumu_llama import to_upstream as mumu_to_upstream
+
+    model = {}
+    for key, value in state.items():
+        key = mumu_to_upstream(key)
+        stage3_frozen = key.startswith("llama.") and (not is_mumu_trained(key) or key.endswith("tok_embeddings.weight"))
+        model[key] = value.half() if stage3_frozen or key.endswith(".gate") else value.float()
+    for prefix, tensors in frozen.items():
+        model.update({f"{prefix}.{k}": v for k, v in tensors.items()})
+    if ddp:
+        model = {f"module.{k}": v for k, v in model.items()}
+    trained = [v for k, v in model.items() if ".lora_" in k or k.endswith("prefix_query.weight")]
+    optimizer = {"state": {i: {"step": torch.tensor(3.0), "exp_avg": torch.randn_like(v.float()),
+                               "exp_avg_sq": torch.rand_like(v.float())} for i, v in enumerate(trained)},
+                 "param_groups": [{"lr": 1e-4, "weight_decay": 0.05, "params": list(range(len(trained)))}]}
+    args = argparse.Namespace(llama_type="7B", max_words=1024, lr=1e-4, stage=3, music_decoder=music_decoder,
+                              output_dir="./output_dir")
+    with saved_as_on_gpu():
+        torch.save({"model": model, "optimizer": optimizer, "epoch": 1, "scaler": {"scale": 65536.0},
+                    "args": args}, path)

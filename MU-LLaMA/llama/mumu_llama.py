@@ -1,0 +1,148 @@
+"""MuMu-LLaMA (released as M2UGen): MU-LLaMA with image and video inputs and music output.
+
+Inputs: three frozen encoders (MERT for music, ViT for images, ViViT for video), each summarised by
+its own bridge (bridge.py; SwiGLU width = the LLaMA width) into one vector per input. The last
+3 x `query_layer` layers of the backbone take adapter tokens in three groups, music then image then
+video: group k's layer j attends to `feature + prefix_query[k * query_layer + j]`, or to the bare
+prefix row when that input is absent (as the original does).
+
+Output: eight tokens [AUD0]..[AUD7] appended to the vocabulary. The last layer's states before the
+final norm at the positions that predict them go through the output projector (output_projector.py)
+to condition the music decoder (decoders/).
+
+Parameter names: the bridges are stored under the original's flat names (`mu_mert_*`, `iu_vit_*`,
+`iu_vivit_*`; `to_upstream` / `from_upstream`), everything else under the original's names as is.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from . import bridge
+from .bridge import Bridge
+from .model import Transformer
+from .output_projector import OutputProjector
+
+MODALITIES = ("music", "image", "video")  # the order of the layer groups, first to last
+# modality -> (module attribute, the original's parameter prefix)
+BRIDGES = {"music": ("music_bridge", "mu_mert"), "image": ("image_bridge", "iu_vit"),
+           "video": ("video_bridge", "iu_vivit")}
+# The projector's output for each music decoder: (query rows, width). MusicGen reads 128 rows of its
+# T5 width; AudioLDM2 one row holding 128 x 1024 T5 states and 8 x 768 GPT-2 states.
+DECODER_CONDITIONING = {"musicgen": (128, 768), "audioldm2": (1, 128 * 1024 + 8 * 768)}
+AUDIO_TOKENS = tuple(f"[AUD{i}]" for i in range(8))
+
+
+@dataclass
+class MuMuConfig:
+    """Everything beyond the base LLaMA that shapes a MuMu-LLaMA; stored with checkpoints."""
+
+    query_layer: int = 6  # adapted layers per modality; the last 3 x query_layer layers are adapted
+    mert_layers: int = 25  # MERT hidden states per clip (num_hidden_layers + 1)
+    mert_dim: int = 1024
+    vit_tokens: int = 197  # ViT output tokens: (image_size / patch_size)^2 + 1
+    vit_dim: int = 768
+    vivit_tokens: int = 3137  # ViViT output tokens: frames / 2 x (224 / 16)^2 + 1
+    vivit_dim: int = 768
+    bridge_width: int | None = None  # SwiGLU width of the bridges; default the LLaMA width (original)
+    lora_rank: int = 16
+    music_decoder: str = "musicgen"  # a key of DECODER_CONDITIONING
+    projector_queries: int | None = None  # default: the decoder's
+    projector_out: int | None = None
+    prompt_template: str = "alpaca"
+
+    def __post_init__(self):
+        if self.music_decoder not in DECODER_CONDITIONING:
+            raise ValueError(f"music_decoder must be one of {tuple(DECODER_CONDITIONING)}, not {self.music_decoder!r}")
+        queries, out = DECODER_CONDITIONING[self.music_decoder]
+        self.projector_queries = self.projector_queries or queries
+        self.projector_out = self.projector_out or out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def backbone_args(self) -> dict:
+        """ModelArgs fields the backbone needs: biases and LoRA always on, 1024 positions (original)."""
+        return {"w_bias": True, "w_lora": True, "lora_rank": self.lora_rank, "max_seq_len": 1024}
+
+    def encoder_shape(self, modality: str) -> tuple[int, int]:
+        """(tokens or layers, width) the modality's bridge reads."""
+        return {"music": (self.mert_layers, self.mert_dim), "image": (self.vit_tokens, self.vit_dim),
+                "video": (self.vivit_tokens, self.vivit_dim)}[modality]
+
+
+_TO_UPSTREAM = {k: v for attribute, prefix in BRIDGES.values()
+                for k, v in bridge.upstream_names(attribute, prefix).items()}
+_FROM_UPSTREAM = {v: k for k, v in _TO_UPSTREAM.items()}
+
+
+def to_upstream(key: str) -> str:
+    """A MuMu-LLaMA parameter name as the original code's checkpoints spell it."""
+    return bridge.rename(key, _TO_UPSTREAM)
+
+
+def from_upstream(key: str) -> str:
+    return bridge.rename(key, _FROM_UPSTREAM)
+
+
+class MuMuLLaMA(nn.Module):
+    def __init__(self, llama: Transformer, config: MuMuConfig, mert=None, vit=None, vivit=None):
+        super().__init__()
+        if 3 * config.query_layer > llama.args.n_layers:
+            raise ValueError(f"3 x query_layer={config.query_layer} exceeds the backbone's "
+                             f"{llama.args.n_layers} layers")
+        self.config = config
+        self.llama = llama
+        self.mert, self.vit, self.vivit = mert, vit, vivit
+        dim = llama.args.dim
+        width = config.bridge_width or dim
+        for modality, (attribute, _) in BRIDGES.items():
+            setattr(self, attribute, Bridge(*config.encoder_shape(modality), dim, width))
+        self.prefix_query = nn.Embedding(3 * config.query_layer, dim)
+        self.output_projector = OutputProjector(dim, config.projector_out, config.projector_queries)
+
+    @property
+    def audio_token_ids(self) -> list[int]:
+        """[AUD0]..[AUD7]: the last eight rows of the vocabulary."""
+        vocab = self.llama.args.vocab_size
+        return list(range(vocab - len(AUDIO_TOKENS), vocab))
+
+    def encoder(self, modality: str):
+        return {"music": self.mert, "image": self.vit, "video": self.vivit}[modality]
+
+    def bridge(self, modality: str) -> Bridge:
+        return getattr(self, BRIDGES[modality][0])
+
+    # --- inputs -> adapter tokens --------------------------------------------------------------
+
+    def features(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
+        """[B, tokens or layers, width] encoder outputs of one modality -> [B, dim] vectors."""
+        return self.bridge(modality)(inputs)
+
+    def adapters(self, features: dict[str, torch.Tensor | None], batch: int) -> dict[int, torch.Tensor]:
+        """{layer: [B, dim]} adapter tokens of the last 3 x query_layer layers. features: {modality:
+        [B, dim]} bridge outputs; a modality left out, None, or a zero row (a request without that
+        input in a mixed batch) leaves its layers the bare prefix rows."""
+        q = self.config.query_layer
+        first = self.llama.args.n_layers - 3 * q
+        rows = self.prefix_query.weight
+        out = {}
+        for k, modality in enumerate(MODALITIES):
+            feature = features.get(modality)
+            for j in range(q):
+                row = rows[k * q + j][None]
+                out[first + k * q + j] = row.expand(batch, -1) if feature is None else feature.to(row) + row
+        return out
+
+    # --- [AUD] states -> decoder conditioning --------------------------------------------------
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[B, 8, dim] pre-norm last-layer states at the positions predicting [AUD0..7] -> [B, Q, out]:
+        the projector output (the original divides it by 10 before the decoder; see decoders/)."""
+        ids = torch.tensor(self.audio_token_ids, device=self.prefix_query.weight.device)
+        return self.output_projector(hidden, self.llama.tok_embeddings(ids)[None])
+
+    def logits(self, tokens: torch.Tensor, features: dict[str, torch.Tensor | None]) -> torch.Tensor:
+        """Full-sequence logits [B, S, vocab] (for tests and training)."""
+        return self.llama(tokens, adapters=self.adapters(features, tokens.shape[0]))
