@@ -73,6 +73,8 @@ def answer_mumu(args):
             raise UsageError("a MuMu-LLaMA request takes one --audio_file (or one --audio_path)")
         args.audio_file = args.audio_path[0]
     prompts = args.prompt or args.question or ["Generate a music"]
+    if any(not p.strip() for p in prompts):
+        raise UsageError("empty prompt: say what you want (a question, or e.g. --prompt 'Generate a music')")
     model = load_mumu_model(args)
     if model.decoder is not None and args.music_seconds and args.music_seconds > model.decoder.max_seconds:
         raise UsageError(f"--music_seconds {args.music_seconds:g}: this decoder writes at most "

@@ -200,7 +200,7 @@ def init_added_parameters(model: torch.nn.Module, device, dtype) -> None:
 
 def load_mumu(model_path, llama_dir, mert_path=None, vit_path=None, vivit_path=None, music_decoder_path=None,
               llama_type="7B", device="cpu", dtype=torch.float32, encoder_dtype=torch.float32, decoder_dtype=None,
-              stop_rules="default", audio_mode="upstream") -> MuMuPipeline:
+              stop_rules="default", audio_mode="upstream", music_decoder=None) -> MuMuPipeline:
     """A ready MuMu-LLaMA (M2UGen): a MuMuPipeline (`respond`, `music`) around the frozen network.
 
     model_path: the released M2UGen checkpoint.pth (every LLaMA weight is taken from it, as the
@@ -210,12 +210,16 @@ def load_mumu(model_path, llama_dir, mert_path=None, vit_path=None, vivit_path=N
       frozen copies inside checkpoint.pth are not read (they are the same weights).
     music_decoder_path: a MusicGen folder or an AudioLDM2 pipeline folder, as the checkpoint was
       trained for (None: answers only). The decoder runs in `decoder_dtype` (default `dtype`).
+    music_decoder: "musicgen" or "audioldm2" when the caller names one: checked against the checkpoint's.
     """
     from .decoders import load_decoder
     from .encoders.vit import load_vit
     from .encoders.vivit import load_vivit
 
     tensors, config, embedded = read_mumu(model_path)
+    if music_decoder and music_decoder != config.music_decoder:
+        raise CheckpointError(f"{model_path} was trained for {config.music_decoder}, not {music_decoder}: its output "
+                              f"projector fits that decoder only (--music_decoder {config.music_decoder})")
     folder = llama_folder(llama_dir, llama_type)
     encoders = {"mert": load_mert(mert_path, device=device, dtype=encoder_dtype) if mert_path else None,
                 "vit": load_vit(vit_path, device=device, dtype=encoder_dtype) if vit_path else None,

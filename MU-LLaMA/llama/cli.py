@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import torch
+import transformers
 
 from .audio import AudioError
 from .build import BASE_WEIGHTS, load, load_mumu
+from .decoders.musicgen import MusicDecoderError
 from .files import CheckpointError
 from .formats.mumu import is_mumu_checkpoint
 from .media import MediaError
@@ -26,7 +28,7 @@ class UsageError(ValueError):
 
 
 # Errors that come from what the user gave: their message is the whole story.
-USER_ERRORS = (CheckpointError, AudioError, MediaError, UsageError, OSError)
+USER_ERRORS = (CheckpointError, AudioError, MediaError, MusicDecoderError, UsageError, OSError)
 
 
 def run_main(main, argv=None):
@@ -186,13 +188,17 @@ def load_mumu_model(args) -> MuMuPipeline:
     for input_flag, given, flag, folder, hub in encoders:
         if given and not folder:
             raise UsageError(f"{input_flag} needs its encoder: pass {flag} (a folder holding google/{hub})")
+    if args.music_temperature is not None and args.music_decoder == "audioldm2":
+        raise UsageError("--music_temperature is MusicGen's; AudioLDM2 samples by diffusion (use --seed)")
+    # transformers' notes on the released configs (MusicGen's pad id 2048 of 2048 codes) and its loading
+    # bars are not the user's business; errors still show
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     pipeline = load_mumu(args.model, args.llama_dir, args.mert_path, args.vit_path, args.vivit_path,
                          args.music_decoder_path, llama_type=args.llama_type, device=args.device, dtype=_dtype(args),
-                         stop_rules=args.stop_rules, audio_mode=args.audio_mode)
-    wanted = args.music_decoder
-    if wanted and wanted != pipeline.model.config.music_decoder:
-        raise UsageError(f"--music_decoder {wanted}, but {args.model} was trained for "
-                         f"{pipeline.model.config.music_decoder}: its output projector fits that decoder only")
+                         stop_rules=args.stop_rules, audio_mode=args.audio_mode, music_decoder=args.music_decoder)
+    if args.music_temperature is not None and pipeline.model.config.music_decoder == "audioldm2":
+        raise UsageError("--music_temperature is MusicGen's; AudioLDM2 samples by diffusion (use --seed)")
     return pipeline
 
 

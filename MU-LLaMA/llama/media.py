@@ -8,7 +8,6 @@ RGB. Anything unusable raises one `MediaError` whose message names the file and 
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -97,6 +96,8 @@ def _channels_first(image: Image.Image) -> np.ndarray:
 
 def _open_video(path: Path):
     """An open PyAV container holding at least one video stream."""
+    import av  # with its ffmpeg libraries, loaded only when a video is read
+
     try:
         container = av.open(str(path))
     except av.FFmpegError as e:
@@ -112,6 +113,8 @@ def _open_video(path: Path):
 
 
 def _decoded(container, path: Path):
+    import av
+
     try:
         yield from container.decode(video=0)
     except av.FFmpegError as e:
@@ -174,7 +177,7 @@ def video_seconds(path) -> float:
     check_media_path(path, "video")
     with _open_video(path) as container:
         if container.duration:
-            return container.duration / av.time_base
+            return container.duration / 1_000_000  # PyAV's time base: microseconds
         stream = container.streams.video[0]
         total = stream.frames or sum(1 for _ in _decoded(container, path))
         return total / float(stream.average_rate or 25)

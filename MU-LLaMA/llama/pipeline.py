@@ -231,14 +231,15 @@ class MuMuPipeline:
 
         conditioning "text": the decoder reads the answer text, [AUD] tokens included (the released
         code); "projector": the projector output / 10 (the paper's path: MusicGen's encoder states,
-        AudioLDM2's prompt embeddings)."""
+        AudioLDM2's prompt embeddings). temperature: MusicGen's (None: its folder's settings; 0:
+        greedy); AudioLDM2 takes none."""
         if self.decoder is None:
             raise ValueError("no music decoder loaded: pass --music_decoder_path (and --music_decoder)")
         if reply.conditioning is None:
             raise ValueError("the reply holds no complete [AUD0] .. [AUD7] sequence: no music was asked for")
+        sampling = {"seed": seed} if temperature is None else {"seed": seed, "temperature": temperature}  # MusicGen's
         if conditioning == "text":
-            return self.decoder.from_text([reply.text], seconds, temperature=temperature, seed=seed)[0]
+            return self.decoder.from_text([reply.text], seconds, **sampling)[0]
         if conditioning == "projector":
-            return self.decoder.from_embeddings(reply.conditioning[None] / 10, seconds, temperature=temperature,
-                                                seed=seed)[0]
+            return self.decoder.from_embeddings(reply.conditioning[None] / 10, seconds, **sampling)[0]
         raise ValueError(f"conditioning must be 'text' or 'projector', not {conditioning!r}")

@@ -1,0 +1,18 @@
+"""Music decoders that turn MuMu-LLaMA's answers into audio: MusicGen (transformers) and AudioLDM2
+(diffusers), each conditioned by text or by the output projector's embeddings."""
+
+import torch
+
+from .audioldm2 import AudioLDM2Decoder
+from .musicgen import MusicDecoderError, MusicGenDecoder
+
+DECODERS = {"musicgen": MusicGenDecoder, "audioldm2": AudioLDM2Decoder}
+
+__all__ = ["DECODERS", "AudioLDM2Decoder", "MusicDecoderError", "MusicGenDecoder", "load_decoder"]
+
+
+def load_decoder(kind: str, path, device="cpu", dtype=torch.float32) -> MusicGenDecoder | AudioLDM2Decoder:
+    """The decoder of `kind` ("musicgen" or "audioldm2") from its folder."""
+    if kind not in DECODERS:
+        raise MusicDecoderError(f"music decoder must be one of {sorted(DECODERS)}, not {kind!r}")
+    return DECODERS[kind].load(path, device=device, dtype=dtype)

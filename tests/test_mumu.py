@@ -1,0 +1,206 @@
+"""MuMu-LLaMA (M2UGen): the model, the released checkpoint layout, generation with [AUD] tokens,
+the music decoder behind it, and inference.py's M2UGen flags, on a tiny release in the real formats."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from tiny_mumu import MUSIC_ANSWER, tiny_config, write_tiny_mumu_release
+from torch import nn
+
+import llama
+from llama.mumu_llama import AUDIO_TOKENS, MuMuLLaMA
+from llama.output_projector import OutputProjector
+from llama.pipeline import Request, gather_audio_states
+from llama.testing.vision import write_image, write_video
+
+from conftest import ROOT, random_model, tiny_args
+
+INFERENCE = ROOT / "MU-LLaMA" / "inference.py"
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, sentencepiece_model):
+    return write_tiny_mumu_release(tmp_path_factory.mktemp("m2ugen"), sentencepiece_model)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("media")
+    write_image(folder / "red.png", seed=1)
+    write_video(folder / "clip.mkv", frames=40, seed=2)
+    rng = np.random.default_rng(3)
+    soundfile.write(folder / "tune.wav", (0.3 * rng.standard_normal(24000 * 2)).astype(np.float32), 24000)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pipeline(release):
+    return llama.load_mumu(release["checkpoint"], release["llama_dir"], release["mert_path"], release["vit_path"],
+                           release["vivit_path"], release["music_decoder_path"])
+
+
+def test_projector_is_the_released_transformer():
+    torch.manual_seed(0)
+    projector = OutputProjector(64, 32, queries=8).eval()
+    reference = nn.Transformer(d_model=512, nhead=4, num_encoder_layers=4, num_decoder_layers=4,
+                               dim_feedforward=2048, dropout=0.0, batch_first=True)
+    reference.load_state_dict(projector.tfm.state_dict())
+    reference.train()  # the plain path, not the fused inference kernels
+    hidden, embeddings = torch.randn(3, 8, 64), torch.randn(1, 8, 64)
+    x = projector.fc(hidden + embeddings)
+    expected = projector.model(reference(x, projector.query_embs.expand(3, -1, -1)))
+    assert projector(hidden, embeddings).shape == (3, 8, 32)
+    torch.testing.assert_close(projector(hidden, embeddings), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_groups_and_missing_inputs():
+    """With 8 layers and 2 per modality: layers 0-1 plain, 2-3 music (prefix rows 0-1), 4-5 image (rows
+    2-3), 6-7 video (rows 4-5); an absent input leaves the bare prefix row, as a zero feature does."""
+    model = MuMuLLaMA(random_model(tiny_args(vocab_size=108, n_layers=8)), tiny_config(query_layer=2))
+    music, video = torch.randn(2, 64), torch.randn(2, 64)
+    rows = model.prefix_query.weight
+    adapters = model.adapters({"music": music, "video": video}, batch=2)
+    assert sorted(adapters) == [2, 3, 4, 5, 6, 7]
+    torch.testing.assert_close(adapters[3], music + rows[1])
+    torch.testing.assert_close(adapters[4], rows[2].expand(2, -1))
+    torch.testing.assert_close(adapters[7], video + rows[5])
+    zero = model.adapters({"music": music, "image": torch.zeros(2, 64), "video": video}, batch=2)
+    assert all(torch.equal(zero[k], adapters[k]) for k in adapters)
+
+
+def test_audio_tokens_are_gathered_in_order_as_the_original():
+    ids = list(range(100, 108))
+    hidden = {i: torch.full((2,), float(i)) for i in range(30)}
+    assert gather_audio_states([5, *ids, 6], hidden, ids)[:, 0].tolist() == list(range(1, 9))
+    # out-of-order tokens are skipped; a missing one means no music
+    gathered = gather_audio_states([100, 5, 101, 103, 102, *ids[3:]], hidden, ids)
+    assert gathered[:, 0].tolist() == [0, 2, 4, 5, 6, 7, 8, 9]
+    assert gather_audio_states(ids[:7], hidden, ids) is None
+    # a complete set followed by a new [AUD0] starts over, and the unfinished set gives no music
+    assert gather_audio_states([*ids, 100, 101], hidden, ids) is None
+
+
+def test_tokenizer_adds_the_audio_tokens(release):
+    tokenizer = llama.Tokenizer(release["llama_dir"] / "tokenizer.model")
+    assert tokenizer.add_tokens(list(AUDIO_TOKENS)) == list(range(32000, 32008))
+    ids = tokenizer.encode("calm. [AUD0][AUD1]", bos=False)
+    assert ids[-2:] == [32000, 32001]
+    # as transformers' slow tokenizers decode added tokens: the text before them (" calm. " keeps the
+    # "▁" piece the space before [AUD0] became) and each added token, joined by single spaces
+    assert tokenizer.decode(ids) == tokenizer.decode(ids[:-2]) + " [AUD0] [AUD1]" == "calm.  [AUD0] [AUD1]"
+
+
+def test_released_layout_loads(release, pipeline):
+    """module.-prefixed fp16 LLaMA with 32008 rows, fp32 bridges and projector, frozen encoder and decoder
+    copies, optimizer state and a Namespace: every trained tensor arrives; llama.load recognises it."""
+    expected = release["model"].state_dict()
+    got = pipeline.model.state_dict()
+    for key in ("llama.tok_embeddings.weight", "llama.output.weight", "llama.layers.3.attention.gate",
+                "image_bridge.blocks.2.f3.weight", "prefix_query.weight", "output_projector.query_embs"):
+        torch.testing.assert_close(got[key], expected[key].to(got[key].dtype), rtol=1e-3, atol=1e-3)
+    assert pipeline.model.config.music_decoder == "musicgen"
+    assert (pipeline.model.config.vit_tokens, pipeline.model.config.vivit_tokens) == (5, 65)
+    assert isinstance(llama.load(release["checkpoint"], release["llama_dir"], release["mert_path"]),
+                      llama.MuMuPipeline)
+
+
+def requests(pipeline, media):
+    audio = llama.load_audio(media / "tune.wav", pipeline.sample_rate)
+    image, video = llama.load_image(media / "red.png"), llama.load_video(media / "clip.mkv")
+    return [Request("What is in the picture?", image=image), Request("Generate a music"),
+            Request("Describe the video", video=video, audio=audio), Request("Describe the music", audio=audio)]
+
+
+def test_batched_answers_equal_one_by_one_and_the_original_recompute(pipeline, media):
+    batch = requests(pipeline, media)
+    together = pipeline.respond(batch, max_new_tokens=24)
+    alone = [pipeline.respond([r], max_new_tokens=24)[0] for r in batch]
+    assert [r.tokens for r in together] == [r.tokens for r in alone]
+    # The original recomputes the whole prefix at every step (no cache), greedy, stops on "\n###".
+    model, tokenizer = pipeline.model, pipeline.tokenizer
+    request = batch[2]
+    adapters = model.adapters(pipeline._features([request]), 1)
+    ids = tokenizer.encode(llama.format_prompt(request.prompt, "alpaca"))
+    start = len(ids)
+    for _ in range(24):
+        ids.append(int(model.llama(torch.tensor([ids]), adapters=adapters)[0, -1].argmax()))
+        if tokenizer.decode(ids[-3:]) == "\n###":
+            break
+    upstream = llama.MuMuPipeline(model, tokenizer, stop_rules="upstream")
+    assert upstream.respond([request], max_new_tokens=24)[0].tokens == ids[start:]
+    # the inputs reach the logits: the gates are open
+    tokens = torch.tensor([ids])
+    assert not torch.allclose(model.logits(tokens, pipeline._features([request])), model.logits(tokens, {}))
+
+
+def test_music_request_yields_projected_audio_states(pipeline):
+    reply = pipeline.respond([Request("Generate a music")], max_new_tokens=40)[0]
+    assert reply.text.endswith("[AUD0] [AUD1] [AUD2] [AUD3] [AUD4] [AUD5] [AUD6] [AUD7]")
+    assert MUSIC_ANSWER.split(".")[0] in reply.text
+    # the states at the positions that predict [AUD0..7], before the final norm, from one full forward
+    model, tokenizer = pipeline.model, pipeline.tokenizer
+    ids = tokenizer.encode(llama.format_prompt("Generate a music", "alpaca")) + reply.tokens
+    _, hidden = model.llama(torch.tensor([ids]), adapters=model.adapters({}, 1), hidden=True)
+    first = ids.index(model.audio_token_ids[0])
+    expected = model.project(hidden[:, first - 1:first + 7])[0]
+    torch.testing.assert_close(reply.conditioning, expected, rtol=1e-4, atol=1e-4)
+    wave = pipeline.music(reply, 0.5, conditioning="projector", temperature=0)
+    # MusicGen's delay pattern costs 3 of the int(51.2 x seconds) frames, as in the original
+    assert wave.ndim == 1 and abs(len(wave) / pipeline.decoder.sample_rate - 0.5) < 0.1
+
+
+def test_zero_gates_warn_and_inputs_change_nothing(tmp_path, sentencepiece_model, media, capfd):
+    release = write_tiny_mumu_release(tmp_path / "closed", sentencepiece_model, zero_gates=True)
+    pipeline = llama.load_mumu(release["checkpoint"], release["llama_dir"], release["mert_path"],
+                               release["vit_path"], release["vivit_path"])
+    assert "every attention gate" in capfd.readouterr().err
+    batch = requests(pipeline, media)
+    tokens = torch.tensor([pipeline.tokenizer.encode("Describe it")] * len(batch))
+    with_inputs = pipeline.model.logits(tokens, pipeline._features(batch))
+    without = pipeline.model.logits(tokens, {})
+    assert torch.equal(with_inputs, without)
+
+
+def test_converted_checkpoint_gives_the_same_logits(release, pipeline, media, tmp_path):
+    out = tmp_path / "mumu.safetensors"
+    subprocess.run([sys.executable, str(ROOT / "MU-LLaMA" / "convert_checkpoint.py"), str(release["checkpoint"]),
+                    str(out)], check=True, capture_output=True)
+    converted = llama.load_mumu(out, release["llama_dir"], release["mert_path"], release["vit_path"],
+                                release["vivit_path"])
+    batch = requests(pipeline, media)
+    tokens = torch.tensor([pipeline.tokenizer.encode("Describe it")] * len(batch))
+    torch.testing.assert_close(converted.model.logits(tokens, converted._features(batch)),
+                               pipeline.model.logits(tokens, pipeline._features(batch)), rtol=0, atol=0)
+
+
+def run_inference(*args):
+    return subprocess.run([sys.executable, str(INFERENCE), *map(str, args)], capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_inference_writes_music_with_the_m2ugen_flags(release, media, tmp_path):
+    flags = ["--model", release["checkpoint"], "--llama_dir", release["llama_dir"], "--mert_path",
+             release["mert_path"], "--vit_path", release["vit_path"], "--vivit_path", release["vivit_path"],
+             "--music_decoder", "musicgen", "--music_decoder_path", release["music_decoder_path"]]
+    done = run_inference(*flags, "--prompt", "Generate a music", "--image_file", media / "red.png",
+                         "--output_dir", tmp_path / "out", "--music_seconds", "0.4", "--music_temperature", "0",
+                         "--temperature", "0", "--max_gen_len", "40")
+    assert done.returncode == 0, done.stderr
+    assert "A: Here is a calm music." in done.stdout
+    written = sorted((tmp_path / "out").glob("*.wav"))
+    assert len(written) == 1 and f"Music: {written[0]}" in done.stdout
+    wave, rate = soundfile.read(written[0])
+    assert rate == 32000 and abs(len(wave) / rate - 0.4) < 0.1
+
+    for extra, message in (
+            (["--image_file", media / "red.png", "--vit_path", ""], "--image_file needs its encoder"),
+            (["--image_file", media / "clip.mkv"], "cannot"),
+            (["--music_seconds", "1000"], "--music_seconds 1000"),
+            (["--prompt", " "], "empty prompt")):
+        done = run_inference(*flags, *extra)
+        assert done.returncode == 2 and message in done.stderr, (extra, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr

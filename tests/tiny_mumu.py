@@ -1,0 +1,99 @@
+"""A tiny MuMu-LLaMA release in the real formats: the LLaMA folder (Meta shard + the real 32k
+tokenizer), MERT, ViT, ViViT and MusicGen folders, and an M2UGen-layout checkpoint.pth."""
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from llama import MuMuConfig, MuMuLLaMA, Tokenizer, format_prompt
+from llama.mumu_llama import AUDIO_TOKENS
+from llama.testing.decoders import write_tiny_musicgen
+from llama.testing.tiny import TINY_MERT_CONFIG, write_tiny_mert
+from llama.testing.upstream import write_m2ugen_checkpoint
+from llama.testing.vision import write_tiny_vit, write_tiny_vivit
+
+from conftest import random_model, tiny_args
+from layouts import exact, write_meta
+
+MUSIC_ANSWER = "Here is a calm music. " + "".join(AUDIO_TOKENS)
+# What the tiny model learns to say: a music request is answered with the eight [AUD] tokens.
+LESSONS = [("Generate a music", MUSIC_ANSWER), ("What is in the picture?", "A red square."),
+           ("Describe the video", "A ball rolls.")]
+
+
+def tiny_config(**overrides) -> MuMuConfig:
+    return MuMuConfig(**{**dict(query_layer=1, mert_layers=TINY_MERT_CONFIG["num_hidden_layers"] + 1,
+                                mert_dim=TINY_MERT_CONFIG["hidden_size"], vit_tokens=5, vit_dim=32, vivit_tokens=65,
+                                vivit_dim=32, lora_rank=4, projector_queries=8, projector_out=32), **overrides})
+
+
+def tiny_mumu(tokenizer: Tokenizer, seed: int = 0, steps: int = 60) -> MuMuLLaMA:
+    """A random 4-layer MuMu-LLaMA (vocabulary 32008) with open gates, which first learns LESSONS
+    (every weight trained, the prefix rows in place), rounded to values bf16 and fp16 both hold."""
+    llama = random_model(tiny_args(vocab_size=32008, max_seq_len=1024, n_layers=4, w_bias=True, w_lora=True,
+                                   lora_rank=4), seed=seed)
+    model = MuMuLLaMA(llama, tiny_config())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".gate") or ".lora_" in name or name.endswith(".bias"):
+                p.normal_(0, 0.3)
+        for modality in ("music", "image", "video"):  # random features differ by a few degrees after the L2 norm
+            model.bridge(modality).proj.weight.mul_(30)
+    sequences = []
+    for question, answer in LESSONS:
+        ids = tokenizer.encode(format_prompt(question, "alpaca") + answer + "\n### Instruction:")
+        sequences.append(torch.tensor(ids))
+    optimizer = torch.optim.AdamW(model.llama.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = 0
+        for ids in sequences:
+            logits = model.logits(ids[None], {})
+            loss = loss + F.cross_entropy(logits[0, :-1], ids[1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("llama."):
+                p.copy_(exact(p))
+    return model.requires_grad_(False).eval()
+
+
+def file_state(folder: Path) -> dict:
+    """The tensors of a folder's weight file, as the original keeps a frozen copy of them."""
+    found = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    return load_file(found[0]) if found[0].suffix == ".safetensors" else torch.load(found[0], weights_only=True)
+
+
+def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0, zero_gates: bool = False) -> dict:
+    """LLaMA/{7B/, tokenizer.model}, MERT/, vit/, vivit/, musicgen/ and checkpoint.pth (M2UGen layout:
+    `module.` keys, fp16 LLaMA, frozen encoder and decoder copies, optimizer state, Namespace)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "LLaMA").mkdir(exist_ok=True)
+    (root / "LLaMA" / "tokenizer.model").write_bytes(sentencepiece_model.read_bytes())
+    tokenizer = Tokenizer(root / "LLaMA" / "tokenizer.model")
+    tokenizer.add_tokens(list(AUDIO_TOKENS))
+    model = tiny_mumu(tokenizer, seed)
+    if zero_gates:
+        for name, p in model.llama.named_parameters():
+            if name.endswith(".gate"):
+                p.data.zero_()
+    a = model.llama.args
+    # Meta's base has 32000 rows; the checkpoint's LLaMA carries the [AUD] rows too.
+    base = {k.removeprefix("llama."): v[:32000] if "tok_embeddings" in k or "output." in k else v
+            for k, v in model.state_dict().items() if k.startswith("llama.") and not any(
+                s in k for s in ("bias", "lora", "gate"))}
+    write_meta(root / "LLaMA" / "7B", a, base, {"dim": a.dim, "multiple_of": a.multiple_of, "n_heads": a.n_heads,
+                                                 "n_layers": a.n_layers, "norm_eps": a.norm_eps, "vocab_size": -1})
+    mert = write_tiny_mert(root / "MERT")
+    write_tiny_vit(root / "vit")
+    write_tiny_vivit(root / "vivit")
+    write_tiny_musicgen(root / "musicgen")
+    frozen = {"mert_model": mert.state_dict(), "vit_model": file_state(root / "vit"),
+              "vivit_model": file_state(root / "vivit"), "generation_model": file_state(root / "musicgen")}
+    write_m2ugen_checkpoint(model.state_dict(), frozen, root / "checkpoint.pth")
+    return {"model": model, "root": root, "checkpoint": root / "checkpoint.pth", "llama_dir": root / "LLaMA",
+            "mert_path": root / "MERT", "vit_path": root / "vit", "vivit_path": root / "vivit",
+            "music_decoder_path": root / "musicgen"}
