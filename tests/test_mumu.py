@@ -186,7 +186,8 @@ def test_inference_writes_music_with_the_m2ugen_flags(release, media, tmp_path):
     flags = ["--model", release["checkpoint"], "--llama_dir", release["llama_dir"], "--mert_path",
              release["mert_path"], "--vit_path", release["vit_path"], "--vivit_path", release["vivit_path"],
              "--music_decoder", "musicgen", "--music_decoder_path", release["music_decoder_path"]]
-    done = run_inference(*flags, "--prompt", "Generate a music", "--image_file", media / "red.png",
+    done = run_inference(*flags, "--prompt", "Generate a music", "--image_file", media / "red.png", "--audio_file",
+                         media / "tune.wav",
                          "--output_dir", tmp_path / "out", "--music_seconds", "0.4", "--music_temperature", "0",
                          "--temperature", "0", "--max_gen_len", "40")
     assert done.returncode == 0, done.stderr
@@ -204,3 +205,34 @@ def test_inference_writes_music_with_the_m2ugen_flags(release, media, tmp_path):
         done = run_inference(*flags, *extra)
         assert done.returncode == 2 and message in done.stderr, (extra, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_audioldm2_checkpoint_makes_music_both_ways(tmp_path, sentencepiece_model, media):
+    """An M2UGen-AudioLDM2 layout (projector: one row of T5 + GPT-2 states) through the tiny diffusers
+    pipeline: the answer's text and the projector output each give music of the asked length; music
+    editing is a clip plus an instruction."""
+    release = write_tiny_mumu_release(tmp_path / "ldm", sentencepiece_model, decoder="audioldm2")
+    pipeline = llama.load_mumu(release["checkpoint"], release["llama_dir"], release["mert_path"],
+                               music_decoder_path=release["music_decoder_path"])
+    assert pipeline.model.config.music_decoder == "audioldm2" and pipeline.model.config.projector_queries == 1
+    clip = llama.load_audio(media / "tune.wav", pipeline.sample_rate)
+    reply = pipeline.respond([Request("Generate a music", audio=clip)], max_new_tokens=40)[0]
+    assert reply.conditioning.shape == (1, pipeline.decoder.condition_size)
+    rate = pipeline.decoder.sample_rate
+    for conditioning in ("text", "projector"):
+        wave = pipeline.music(reply, 1.0, conditioning=conditioning, seed=0, steps=2)
+        assert wave.ndim == 1 and abs(len(wave) / rate - 1.0) < 0.1, (conditioning, len(wave))
+
+
+def test_mert_weight_norm_names_both_load(tmp_path):
+    """MERT's hub folder stores the positional convolution as weight_g / weight_v; the copy inside an
+    M2UGen checkpoint.pth (and a folder saved by newer torch) uses the parametrised names."""
+    from llama.testing.tiny import write_tiny_mert
+
+    reference = write_tiny_mert(tmp_path / "legacy")
+    assert any(k.endswith("weight_g") for k in torch.load(tmp_path / "legacy" / "pytorch_model.bin"))
+    write_tiny_mert(tmp_path / "parametrised")
+    torch.save(reference.state_dict(), tmp_path / "parametrised" / "pytorch_model.bin")
+    clip = np.random.default_rng(0).standard_normal(24000).astype(np.float32)
+    legacy, parametrised = (llama.load_mert(tmp_path / name).layer_means([clip]) for name in ("legacy", "parametrised"))
+    assert torch.equal(legacy, parametrised)

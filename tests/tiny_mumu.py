@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from llama import MuMuConfig, MuMuLLaMA, Tokenizer, format_prompt
+from llama.decoders import load_decoder
 from llama.mumu_llama import AUDIO_TOKENS
-from llama.testing.decoders import write_tiny_musicgen
+from llama.testing.decoders import write_tiny_audioldm2, write_tiny_musicgen
 from llama.testing.tiny import TINY_MERT_CONFIG, write_tiny_mert
 from llama.testing.upstream import write_m2ugen_checkpoint
 from llama.testing.vision import write_tiny_vit, write_tiny_vivit
@@ -29,12 +30,12 @@ def tiny_config(**overrides) -> MuMuConfig:
                                 vivit_dim=32, lora_rank=4, projector_queries=8, projector_out=32), **overrides})
 
 
-def tiny_mumu(tokenizer: Tokenizer, seed: int = 0, steps: int = 60) -> MuMuLLaMA:
+def tiny_mumu(tokenizer: Tokenizer, seed: int = 0, steps: int = 60, **config) -> MuMuLLaMA:
     """A random 4-layer MuMu-LLaMA (vocabulary 32008) with open gates, which first learns LESSONS
     (every weight trained, the prefix rows in place), rounded to values bf16 and fp16 both hold."""
     llama = random_model(tiny_args(vocab_size=32008, max_seq_len=1024, n_layers=4, w_bias=True, w_lora=True,
                                    lora_rank=4), seed=seed)
-    model = MuMuLLaMA(llama, tiny_config())
+    model = MuMuLLaMA(llama, tiny_config(**config))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(".gate") or ".lora_" in name or name.endswith(".bias"):
@@ -67,15 +68,23 @@ def file_state(folder: Path) -> dict:
     return load_file(found[0]) if found[0].suffix == ".safetensors" else torch.load(found[0], weights_only=True)
 
 
-def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0, zero_gates: bool = False) -> dict:
-    """LLaMA/{7B/, tokenizer.model}, MERT/, vit/, vivit/, musicgen/ and checkpoint.pth (M2UGen layout:
-    `module.` keys, fp16 LLaMA, frozen encoder and decoder copies, optimizer state, Namespace)."""
+def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0, zero_gates: bool = False,
+                            decoder: str = "musicgen") -> dict:
+    """LLaMA/{7B/, tokenizer.model}, MERT/, vit/, vivit/, the decoder folder and checkpoint.pth (M2UGen
+    layout: `module.` keys, fp16 LLaMA, frozen encoder and decoder copies, optimizer state, Namespace).
+    With decoder "audioldm2", the projector writes that pipeline's one flat row, as M2UGen-AudioLDM2's."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "LLaMA").mkdir(exist_ok=True)
     (root / "LLaMA" / "tokenizer.model").write_bytes(sentencepiece_model.read_bytes())
     tokenizer = Tokenizer(root / "LLaMA" / "tokenizer.model")
     tokenizer.add_tokens(list(AUDIO_TOKENS))
-    model = tiny_mumu(tokenizer, seed)
+    if decoder == "audioldm2":
+        write_tiny_audioldm2(root / decoder)
+        size = load_decoder(decoder, root / decoder).condition_size
+        model = tiny_mumu(tokenizer, seed, music_decoder=decoder, projector_queries=1, projector_out=size)
+    else:
+        write_tiny_musicgen(root / decoder)
+        model = tiny_mumu(tokenizer, seed)
     if zero_gates:
         for name, p in model.llama.named_parameters():
             if name.endswith(".gate"):
@@ -90,10 +99,11 @@ def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0
     mert = write_tiny_mert(root / "MERT")
     write_tiny_vit(root / "vit")
     write_tiny_vivit(root / "vivit")
-    write_tiny_musicgen(root / "musicgen")
     frozen = {"mert_model": mert.state_dict(), "vit_model": file_state(root / "vit"),
-              "vivit_model": file_state(root / "vivit"), "generation_model": file_state(root / "musicgen")}
-    write_m2ugen_checkpoint(model.state_dict(), frozen, root / "checkpoint.pth")
+              "vivit_model": file_state(root / "vivit")}
+    if decoder == "musicgen":  # a diffusers pipeline is no nn.Module: M2UGen-AudioLDM2 holds no copy of it
+        frozen["generation_model"] = file_state(root / decoder)
+    write_m2ugen_checkpoint(model.state_dict(), frozen, root / "checkpoint.pth", music_decoder=decoder)
     return {"model": model, "root": root, "checkpoint": root / "checkpoint.pth", "llama_dir": root / "LLaMA",
             "mert_path": root / "MERT", "vit_path": root / "vit", "vivit_path": root / "vivit",
-            "music_decoder_path": root / "musicgen"}
+            "music_decoder_path": root / decoder}

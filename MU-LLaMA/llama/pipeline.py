@@ -226,18 +226,20 @@ class MuMuPipeline:
         return replies
 
     def music(self, reply: Reply, seconds: float, conditioning: str = "text", temperature: float | None = None,
-              seed: int | None = None) -> np.ndarray:
+              seed: int | None = None, **options) -> np.ndarray:
         """The music a reply asks for, as a mono float waveform at `self.decoder.sample_rate`.
 
         conditioning "text": the decoder reads the answer text, [AUD] tokens included (the released
         code); "projector": the projector output / 10 (the paper's path: MusicGen's encoder states,
         AudioLDM2's prompt embeddings). temperature: MusicGen's (None: its folder's settings; 0:
-        greedy); AudioLDM2 takes none."""
+        greedy); AudioLDM2 takes none. options: the decoder's own (AudioLDM2's `steps`, 200 by default)."""
         if self.decoder is None:
             raise ValueError("no music decoder loaded: pass --music_decoder_path (and --music_decoder)")
         if reply.conditioning is None:
             raise ValueError("the reply holds no complete [AUD0] .. [AUD7] sequence: no music was asked for")
-        sampling = {"seed": seed} if temperature is None else {"seed": seed, "temperature": temperature}  # MusicGen's
+        sampling = {"seed": seed, **options}
+        if temperature is not None:  # MusicGen's
+            sampling["temperature"] = temperature
         if conditioning == "text":
             return self.decoder.from_text([reply.text], seconds, **sampling)[0]
         if conditioning == "projector":
