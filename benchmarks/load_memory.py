@@ -273,7 +273,7 @@ def main():
             print(f"wrote a random {opts.shape} {release} in {time.perf_counter() - start:.0f} s")
         disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e9
         out = subprocess.run([sys.executable, __file__, "--child", str(folder), "--dtype", opts.dtype, *flags],
-                             check=True, capture_output=True, text=True).stdout
+                             check=True, stdout=subprocess.PIPE, text=True).stdout  # stderr shows
         r = json.loads(out.strip().splitlines()[-1])
     budget = r["bf16_gb"] + r["encoders_gb"]
     encoders = {"mumu": "MERT + ViT + ViViT", "mu_llama": "MERT"}.get(kind)

@@ -236,3 +236,25 @@ def test_mert_weight_norm_names_both_load(tmp_path):
     clip = np.random.default_rng(0).standard_normal(24000).astype(np.float32)
     legacy, parametrised = (llama.load_mert(tmp_path / name).layer_means([clip]) for name in ("legacy", "parametrised"))
     assert torch.equal(legacy, parametrised)
+
+
+def test_a_checkpoint_larger_than_memory_is_mapped_shared(tmp_path, monkeypatch):
+    """The kernel refuses a copy-on-write map of a file larger than RAM + swap (the 26-31 GB M2UGen
+    checkpoints on a 24 GB machine): torch_load then maps it shared, which it allows."""
+    import mmap
+
+    from llama.files import torch_load
+
+    torch.save({"model": {"w": torch.arange(4.0)}}, tmp_path / "big.pth")
+    real_load, modes = torch.load, []
+
+    def load(*args, **kwargs):
+        shared = torch.serialization.get_default_mmap_options() == mmap.MAP_SHARED
+        modes.append("shared" if shared else "private")
+        if not shared:  # what the kernel answers for a file larger than RAM + swap
+            raise RuntimeError("unable to mmap 26038293391 bytes from file <big.pth>: Cannot allocate memory (12)")
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    assert torch.equal(torch_load(tmp_path / "big.pth")["model"]["w"], torch.arange(4.0))
+    assert modes == ["private", "shared"]

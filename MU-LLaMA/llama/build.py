@@ -254,8 +254,9 @@ def mumu_llama(config: MuMuConfig, folder, tensors: dict, embedded: dict, *, sou
     tokenizer; and the base weights when the checkpoint does not carry them)."""
     args, state = read_llama(folder, **config.backbone_args())
     tensors = dict(tensors)
-    if embedded:  # the released checkpoint.pth: every LLaMA weight from it
-        state = dict(embedded)
+    if embedded:  # the released checkpoint.pth: every LLaMA weight from it, copied, one tensor at a time:
+        # a file larger than RAM is mapped shared (files.torch_load), and no kept tensor may alias it
+        state = {k: v.to(device=device, dtype=dtype, copy=True) for k, v in embedded.items()}
     else:  # this project's file: the trained embedding and the head's [AUD] rows over llama_dir's base
         state["tok_embeddings.weight"] = tensors.pop("llama.tok_embeddings.weight")
         state["output.weight"] = torch.cat([state["output.weight"], tensors.pop(HEAD_ROWS).to(state["output.weight"])])
@@ -275,7 +276,8 @@ def mumu_llama(config: MuMuConfig, folder, tensors: dict, embedded: dict, *, sou
     frozen = ("llama.", "mert.", "vit.", "vivit.")  # built already
     expected = {k: shapes[k] for k in shapes if not k.startswith(frozen) or k in backbone}
     check_shapes(expected, tensors, source, optional=backbone)
-    model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}, strict=False, assign=True)
+    model.load_state_dict({k: v.to(device=device, dtype=dtype, copy=True) for k, v in tensors.items()}, strict=False,
+                          assign=True)
     return model, tokenizer
 
 

@@ -205,6 +205,9 @@ def load_mumu_model(args) -> MuMuPipeline:
 def load_model(args) -> Pipeline:
     check_device(args.device)
     resolve_model_paths(args)
+    if is_mumu_checkpoint(args.model):  # checked first: these scripts ask MU-LLaMA's questions about clips only
+        raise UsageError(f"{args.model} is a MuMu-LLaMA (M2UGen) checkpoint: run it with MU-LLaMA/inference.py "
+                         "(--prompt, --audio_file, --image_file, --video_file); this script takes MU-LLaMA checkpoints")
     dtype = _dtype(args)
     return load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
                 dtype=dtype, audio_mode=args.audio_mode, base_weights=args.base_weights)

@@ -9,6 +9,7 @@ reader checks for these first, so the error names the cause and the fix. Pickles
 import argparse
 import hashlib
 import json
+import mmap
 import pickle
 import re
 import zipfile
@@ -84,8 +85,18 @@ def torch_load(path: Path) -> dict:
     with path.open("rb") as f:
         zipped = f.read(4) == b"PK\x03\x04"  # torch >= 1.6; older torch wrote a plain pickle, which cannot be mapped
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", mmap=zipped, weights_only=True)
+        try:
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                return torch.load(path, map_location="cpu", mmap=zipped, weights_only=True)
+        except RuntimeError as e:
+            if "Cannot allocate memory" not in str(e):
+                raise
+            # A copy-on-write map of a file larger than RAM + swap is refused by the kernel's overcommit
+            # check (the 26-31 GB M2UGen checkpoints on a 24 GB machine); a shared map is not. Writes to
+            # its tensors would reach the file, so callers copy what they keep (formats/mumu.py does).
+            with torch.serialization.safe_globals([argparse.Namespace]), \
+                    torch.serialization.set_default_mmap_options(mmap.MAP_SHARED):
+                return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         what = f" (it holds {found.group(1)})" if found else ""
@@ -94,6 +105,9 @@ def torch_load(path: Path) -> dict:
             "arbitrary code. If you trust the file, re-save its tensors alone where you made it: "
             "torch.save(model.state_dict(), path)") from e
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as e:
+        if "Cannot allocate memory" in str(e):
+            raise CheckpointError(f"cannot map {path} ({path.stat().st_size / 1e9:.1f} GB) into memory: "
+                                  f"{str(e).splitlines()[0]}; free memory or add swap") from e
         raise CheckpointError(f"cannot read {path}: {str(e).splitlines()[0]}. {_truncation_hint(path)}") from e
 
 
