@@ -75,11 +75,12 @@ def answer_mumu(args):
     prompts = args.prompt or args.question or ["Generate a music"]
     if any(not p.strip() for p in prompts):
         raise UsageError("empty prompt: say what you want (a question, or e.g. --prompt 'Generate a music')")
+    image = llama.load_image(args.image_file) if args.image_file else None  # a bad image is said before loading
     model = load_mumu_model(args)
     if model.decoder is not None and args.music_seconds and args.music_seconds > model.decoder.max_seconds:
         raise UsageError(f"--music_seconds {args.music_seconds:g}: this decoder writes at most "
                          f"{model.decoder.max_seconds:g} s; ask for less")
-    request, seconds = read_inputs(args, model)
+    request, seconds = read_inputs(args, model, image)
     replies = model.respond([llama.Request(p, request.audio, request.image, request.video) for p in prompts],
                             max_new_tokens=args.max_gen_len, temperature=args.temperature, top_p=args.top_p,
                             seed=args.seed)
@@ -93,16 +94,14 @@ def answer_mumu(args):
         sys.exit(1)
 
 
-def read_inputs(args, model) -> tuple:
+def read_inputs(args, model, image) -> tuple:
     """The request's inputs, read once, and the music length: --music_seconds, else the input clip's or
     video's length rounded to whole seconds (as M2UGen), else 30 s."""
-    audio = image = video = None
+    audio = video = None
     seconds = 30.0
     if args.audio_file:
         audio = llama.load_audio(args.audio_file, model.sample_rate)
         seconds = float(max(round(len(audio) / model.sample_rate), 1))
-    if args.image_file:
-        image = llama.load_image(args.image_file)
     if args.video_file:
         start = int(args.video_start) if args.video_start.lstrip("-").isdigit() else args.video_start
         video = llama.load_video(args.video_file, frames=model.model.vivit.frames, start=start, seed=args.seed)

@@ -15,6 +15,7 @@ import llama
 from llama.mumu_llama import AUDIO_TOKENS, MuMuLLaMA
 from llama.output_projector import OutputProjector
 from llama.pipeline import Request, gather_audio_states
+from llama.testing.upstream import write_m2ugen_checkpoint
 from llama.testing.vision import write_image, write_video
 
 from conftest import ROOT, random_model, tiny_args
@@ -153,9 +154,11 @@ def test_music_request_yields_projected_audio_states(pipeline):
     assert wave.ndim == 1 and abs(len(wave) / pipeline.decoder.sample_rate - 0.5) < 0.1
 
 
-def test_zero_gates_warn_and_inputs_change_nothing(tmp_path, sentencepiece_model, media, capfd):
-    release = write_tiny_mumu_release(tmp_path / "closed", sentencepiece_model, zero_gates=True)
-    pipeline = llama.load_mumu(release["checkpoint"], release["llama_dir"], release["mert_path"],
+def test_zero_gates_warn_and_inputs_change_nothing(release, tmp_path, media, capfd):
+    """A checkpoint as the original's training leaves it: every gate 0."""
+    state = {k: torch.zeros_like(v) if k.endswith(".gate") else v for k, v in release["model"].state_dict().items()}
+    write_m2ugen_checkpoint(state, {}, tmp_path / "closed.pth")
+    pipeline = llama.load_mumu(tmp_path / "closed.pth", release["llama_dir"], release["mert_path"],
                                release["vit_path"], release["vivit_path"])
     assert "every attention gate" in capfd.readouterr().err
     batch = requests(pipeline, media)
@@ -258,3 +261,16 @@ def test_a_checkpoint_larger_than_memory_is_mapped_shared(tmp_path, monkeypatch)
     monkeypatch.setattr(torch, "load", load)
     assert torch.equal(torch_load(tmp_path / "big.pth")["model"]["w"], torch.arange(4.0))
     assert modes == ["private", "shared"]
+
+
+def test_dropping_the_pages_of_a_mapped_tensor_keeps_its_values(tmp_path):
+    from llama.files import page_dropper, torch_load
+
+    torch.save({"w": torch.randn(300_000).half()}, tmp_path / "w.pth")
+    mapped = torch_load(tmp_path / "w.pth")["w"]
+    before, elsewhere = mapped.clone(), torch.randn(300_000)
+    kept = elsewhere.clone()
+    drop = page_dropper(tmp_path / "w.pth")
+    drop(mapped)
+    drop(elsewhere)  # not from the file: left alone
+    assert torch.equal(mapped, before) and torch.equal(elsewhere, kept)

@@ -68,8 +68,7 @@ def file_state(folder: Path) -> dict:
     return load_file(found[0]) if found[0].suffix == ".safetensors" else torch.load(found[0], weights_only=True)
 
 
-def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0, zero_gates: bool = False,
-                            decoder: str = "musicgen") -> dict:
+def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0, decoder: str = "musicgen") -> dict:
     """LLaMA/{7B/, tokenizer.model}, MERT/, vit/, vivit/, the decoder folder and checkpoint.pth (M2UGen
     layout: `module.` keys, fp16 LLaMA, frozen encoder and decoder copies, optimizer state, Namespace).
     With decoder "audioldm2", the projector writes that pipeline's one flat row, as M2UGen-AudioLDM2's."""
@@ -85,10 +84,6 @@ def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0
     else:
         write_tiny_musicgen(root / decoder)
         model = tiny_mumu(tokenizer, seed)
-    if zero_gates:
-        for name, p in model.llama.named_parameters():
-            if name.endswith(".gate"):
-                p.data.zero_()
     a = model.llama.args
     # Meta's base has 32000 rows; the checkpoint's LLaMA carries the [AUD] rows too.
     base = {k.removeprefix("llama."): v[:32000] if "tok_embeddings" in k or "output." in k else v

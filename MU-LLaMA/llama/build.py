@@ -11,7 +11,7 @@ import sys
 import torch
 
 from .encoders.mert import AUDIO_MODES, MERT
-from .files import CheckpointError
+from .files import CheckpointError, page_dropper
 from .formats import read_llama
 from .formats.mert import load_mert
 from .formats.mu_llama import read_mu_llama_with_base
@@ -255,8 +255,13 @@ def mumu_llama(config: MuMuConfig, folder, tensors: dict, embedded: dict, *, sou
     args, state = read_llama(folder, **config.backbone_args())
     tensors = dict(tensors)
     if embedded:  # the released checkpoint.pth: every LLaMA weight from it, copied, one tensor at a time:
-        # a file larger than RAM is mapped shared (files.torch_load), and no kept tensor may alias it
-        state = {k: v.to(device=device, dtype=dtype, copy=True) for k, v in embedded.items()}
+        # a file larger than RAM is mapped shared (files.torch_load), and no kept tensor may alias it;
+        # each source tensor's pages are dropped once copied, so they do not add up in memory
+        drop = page_dropper(source)
+        state = {}
+        for key, value in embedded.items():
+            state[key] = value.to(device=device, dtype=dtype, copy=True)
+            drop(value)
     else:  # this project's file: the trained embedding and the head's [AUD] rows over llama_dir's base
         state["tok_embeddings.weight"] = tensors.pop("llama.tok_embeddings.weight")
         state["output.weight"] = torch.cat([state["output.weight"], tensors.pop(HEAD_ROWS).to(state["output.weight"])])

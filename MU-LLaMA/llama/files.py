@@ -7,6 +7,7 @@ reader checks for these first, so the error names the cause and the fix. Pickles
 """
 
 import argparse
+import ctypes
 import hashlib
 import json
 import mmap
@@ -136,3 +137,36 @@ def read_json(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+
+
+def page_dropper(path):
+    """A function that gives the pages of a tensor memory-mapped from `path` back to the kernel.
+
+    Converting a mapped checkpoint to another dtype reads every page of it, and a read page stays in
+    the process's resident memory until the kernel needs it. Dropping each tensor's pages once it is
+    converted keeps the peak at the converted model plus one tensor. Only ranges mapped from `path`
+    are touched (there the pages are the file's, read again if ever needed; elsewhere MADV_DONTNEED
+    would zero memory); where /proc or madvise is missing it does nothing.
+    """
+    target = str(Path(path).resolve())
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except (OSError, AttributeError):
+        return lambda tensor: None
+    ranges = []
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == target:
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            ranges.append((start, end))
+    page = mmap.PAGESIZE
+
+    def drop(tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        begin, end = storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+        begin, end = -(-begin // page) * page, end // page * page  # whole pages inside the tensor only
+        if end > begin and any(lo <= begin and end <= hi for lo, hi in ranges):
+            libc.madvise(ctypes.c_void_p(begin), ctypes.c_size_t(end - begin), 4)  # MADV_DONTNEED
+
+    return drop
