@@ -13,7 +13,7 @@ import soundfile
 import torch
 
 import llama
-from llama import CheckpointError, load, load_audio, load_llama, load_mert
+from llama import CheckpointError, load, load_audio, load_llama, load_mert, read_mu_llama
 from llama.build import build_llama
 from llama.formats.mu_llama import is_trained_key
 from llama.testing.upstream import write_upstream_checkpoint
@@ -213,8 +213,10 @@ def test_mert_from_bin_folder_hf_cache_and_hub_id(tmp_path, monkeypatch):
 def test_wrong_checkpoint_kinds_name_what_to_pass(tmp_path, files):
     write_m2ugen_checkpoint(tmp_path / "m2ugen.pth")
     write_llama_adapter_checkpoint(tmp_path / "7B.pth")
-    cases = {tmp_path / "m2ugen.pth": r"M2UGen / MuMu-LLaMA checkpoint.*mu-llama/MU-LLaMA",
-             tmp_path / "7B.pth": r"ImageBind-LLM \(LLaMA-Adapter\).*checkpoint.pth from the HF repository",
+    # llama.load takes an M2UGen file as MuMu-LLaMA (tests/test_mumu.py); MU-LLaMA's own reader refuses it
+    with pytest.raises(CheckpointError, match=r"M2UGen / MuMu-LLaMA checkpoint.*mu-llama/MU-LLaMA"):
+        read_mu_llama(tmp_path / "m2ugen.pth")
+    cases = {tmp_path / "7B.pth": r"ImageBind-LLM \(LLaMA-Adapter\).*checkpoint.pth from the HF repository",
              files / "ckpts/LLaMA/7B/consolidated.00.pth": r"base LLaMA weights \(a Meta shard\).*--llama_dir",
              files / "hf-bin/pytorch_model-00001-of-00002.bin": r"base LLaMA weights in HF format.*--llama_dir"}
     for path, message in cases.items():

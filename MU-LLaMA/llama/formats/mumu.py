@@ -72,7 +72,7 @@ def read_mumu(path) -> tuple[dict, MuMuConfig, dict]:
     if missing:
         raise CheckpointError(f"{path} is not an M2UGen / MuMu-LLaMA checkpoint: it lacks {missing[:4]}"
                               + (" (it looks like a MU-LLaMA checkpoint: pass it without --vit_path/--vivit_path/"
-                                 "--music_decoder)" if "mu_mert_agg.weight" in state else ""))
+                                 "--music_decoder)" if not any(is_mumu_key(k) for k in state) else ""))
     config = config_from_shapes(state, ckpt.get("args") if isinstance(ckpt, dict) else None)
     tensors = {from_upstream(k): v for k, v in state.items() if is_trained_key(k)}
     base = {k.removeprefix("llama."): v for k, v in state.items()
