@@ -62,3 +62,9 @@ def rename(key: str, names: dict[str, str]) -> str:
     """`key` with its module path (all but the last name) looked up in `names`; unlisted keys unchanged."""
     owner, _, leaf = key.rpartition(".")
     return f"{names[owner]}.{leaf}" if owner in names else key
+
+
+def name_tables(bridges) -> tuple[dict[str, str], dict[str, str]]:
+    """({module path: the original's name}, the reverse) for every (attribute, prefix) bridge of a model."""
+    to_upstream = {k: v for attribute, prefix in bridges for k, v in upstream_names(attribute, prefix).items()}
+    return to_upstream, {v: k for k, v in to_upstream.items()}

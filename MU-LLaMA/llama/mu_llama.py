@@ -60,10 +60,7 @@ class MULLaMAConfig:
         return {**PHASES[self.phase].backbone, "lora_rank": self.lora_rank}
 
 
-# {module path: the original's name} of every bridge, and the way back
-_TO_UPSTREAM = {k: v for attribute, prefix in BRIDGES.items()
-                for k, v in bridge.upstream_names(attribute, prefix).items()}
-_FROM_UPSTREAM = {v: k for k, v in _TO_UPSTREAM.items()}
+_TO_UPSTREAM, _FROM_UPSTREAM = bridge.name_tables(BRIDGES.items())
 
 
 def to_upstream(key: str) -> str:

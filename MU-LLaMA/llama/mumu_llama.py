@@ -72,9 +72,7 @@ class MuMuConfig:
                 "video": (self.vivit_tokens, self.vivit_dim)}[modality]
 
 
-_TO_UPSTREAM = {k: v for attribute, prefix in BRIDGES.values()
-                for k, v in bridge.upstream_names(attribute, prefix).items()}
-_FROM_UPSTREAM = {v: k for k, v in _TO_UPSTREAM.items()}
+_TO_UPSTREAM, _FROM_UPSTREAM = bridge.name_tables(BRIDGES.values())
 
 
 def to_upstream(key: str) -> str:
