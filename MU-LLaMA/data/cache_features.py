@@ -1,5 +1,6 @@
 """Precompute MERT features: each clip's per-layer time-means [L + 1, H], all the frozen MERT
-contributes to MU-LLaMA, into sharded safetensors keyed by audio name.
+contributes to MU-LLaMA, into sharded safetensors keyed by audio name. (`build_target_cache` does
+the same for MuMu-LLaMA's decoder-alignment targets, keyed by caption.)
 
     python MU-LLaMA/data/cache_features.py --mert_path ckpts/MERT-v1-330M --data MusicQA/PretrainMusicQA.json \\
         --audio_root MusicQA/audios --out cache/mert [--batch_size 8] [--audio_mode full] [--device cuda]
@@ -10,6 +11,7 @@ cache cannot reproduce that, on-the-fly features can).
 """
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -81,6 +83,31 @@ def build_cache(mert, audio_files: list[Path], out, batch_size=8, shard_size=512
         if clips:
             pending.update(zip(names, mert.layer_means(clips, window_s=window_s, mode=audio_mode), strict=True))
         if len(pending) >= shard_size or (start + batch_size >= len(todo) and pending):
+            cache.write_shard(pending, meta)
+            pending = {}
+    return cache
+
+
+def caption_key(caption: str) -> str:
+    """The cache key of a caption: its SHA-1 (captions are long, repeat across records, and are not
+    valid file or tensor names as they are)."""
+    return hashlib.sha1(caption.encode()).hexdigest()
+
+
+def build_target_cache(decoder, captions: list[str], out, batch_size=16, shard_size=4096) -> FeatureCache:
+    """MuMu-LLaMA's decoder-alignment targets for every caption not yet in the cache at `out`:
+    10 x MusicGen's T5 states of the caption at 128 tokens, padded positions included, as the original's
+    training target, but computed once and in eval mode (the original ran T5 in training mode, so its
+    dropout made every target noisy). `FeatureCache(out).get(caption_key(c))` reads one back."""
+    cache = FeatureCache(out)
+    meta = {"decoder": "musicgen", "tokens": decoder.condition_tokens, "width": decoder.condition_dim, "scale": 10}
+    todo = sorted({c for c in captions if caption_key(c) not in cache})
+    pending: dict[str, torch.Tensor] = {}
+    for start in tqdm(range(0, len(todo), batch_size), desc="decoder targets", unit="batch"):
+        batch = todo[start:start + batch_size]
+        states = 10 * decoder.text_states(batch).float().cpu()
+        pending.update(zip(map(caption_key, batch), states, strict=True))
+        if len(pending) >= shard_size or start + batch_size >= len(todo):
             cache.write_shard(pending, meta)
             pending = {}
     return cache

@@ -17,11 +17,13 @@ Parameter names: the bridges are stored under the original's flat names (`mu_mer
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import bridge
 from .bridge import Bridge
 from .model import Transformer
+from .mu_llama import answer_loss
 from .output_projector import OutputProjector
 
 MODALITIES = ("music", "image", "video")  # the order of the layer groups, first to last
@@ -32,6 +34,16 @@ BRIDGES = {"music": ("music_bridge", "mu_mert"), "image": ("image_bridge", "iu_v
 # T5 width; AudioLDM2 one row holding 128 x 1024 T5 states and 8 x 768 GPT-2 states.
 DECODER_CONDITIONING = {"musicgen": (128, 768), "audioldm2": (1, 128 * 1024 + 8 * 768)}
 AUDIO_TOKENS = tuple(f"[AUD{i}]" for i in range(8))
+# The parameter groups (MuMuLLaMA.parameter_groups) each training stage of the original trains
+# (MUMU.md section 3): 1 encoder alignment, 2 decoder alignment, 3 instruction tuning. The original
+# never trains the gates; `trained_names(stage, train_gates=True)` adds them (the project's configs,
+# stage 1), since with closed gates no input can reach the text.
+STAGES = {
+    1: ("norms", "biases", "lora", "music_bridge", "image_bridge", "video_bridge", "prefix", "embeddings",
+        "projector"),
+    2: ("norms", "biases", "lora", "projector", "prefix", "embeddings"),
+    3: ("norms", "biases", "lora", "prefix"),
+}
 
 
 @dataclass
@@ -100,6 +112,36 @@ class MuMuLLaMA(nn.Module):
         self.prefix_query = nn.Embedding(3 * config.query_layer, dim)
         self.output_projector = OutputProjector(dim, config.projector_out, config.projector_queries)
 
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """Parameter names by the module that owns them: each bridge, the prefix, the projector, the
+        embedding, and the backbone's gates, norms, biases and LoRA."""
+        groups = {attribute: [f"{attribute}.{n}" for n, _ in getattr(self, attribute).named_parameters()]
+                  for attribute, _ in BRIDGES.values()}
+        groups["prefix"] = ["prefix_query.weight"]
+        groups["projector"] = [f"output_projector.{n}" for n, _ in self.output_projector.named_parameters()]
+        groups["embeddings"] = ["llama.tok_embeddings.weight"]
+        for group, names in self.llama.parameter_groups().items():
+            groups[group] = [f"llama.{n}" for n in names]
+        return groups
+
+    def trained_names(self, stage: int, train_gates: bool = False) -> list[str]:
+        """What `stage` trains: the original's set (STAGES), plus the gates with `train_gates`."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {tuple(STAGES)}, not {stage!r}")
+        groups = self.parameter_groups()
+        trains = STAGES[stage] + (("gates",) if train_gates else ())
+        return [n for group in trains for n in groups[group]]
+
+    def set_stage(self, stage: int, train_gates: bool = False) -> list[str]:
+        """Freeze everything but the stage's trainable set, cast that set to fp32 (as the original);
+        returns its names."""
+        names = set(self.trained_names(stage, train_gates))
+        for name, param in self.named_parameters():
+            param.requires_grad_(name in names)
+            if name in names:
+                param.data = param.data.float()
+        return [n for n, _ in self.named_parameters() if n in names]
+
     @property
     def audio_token_ids(self) -> list[int]:
         """[AUD0]..[AUD7]: the last eight rows of the vocabulary."""
@@ -144,3 +186,30 @@ class MuMuLLaMA(nn.Module):
     def logits(self, tokens: torch.Tensor, features: dict[str, torch.Tensor | None]) -> torch.Tensor:
         """Full-sequence logits [B, S, vocab] (for tests and training)."""
         return self.llama(tokens, adapters=self.adapters(features, tokens.shape[0]))
+
+    # --- training ------------------------------------------------------------------------------
+
+    def loss(self, tokens: torch.Tensor, labels: torch.Tensor, features: dict[str, torch.Tensor | None],
+             targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cross-entropy over answer tokens, decoder-alignment MSE) of a batch.
+
+        labels: the answer tokens, IGNORE_INDEX elsewhere. targets: [B, Q, out] what the projector
+        should write for each row whose answer holds [AUD0]..[AUD7] (the original: 10 x MusicGen's T5
+        states of the output caption at 128 tokens, or AudioLDM2's prompt embeddings); rows without
+        [AUD0] carry no MSE. The projector reads the pre-norm last-layer states at the positions that
+        predict [AUD0]..[AUD7] and those tokens' embeddings, as at inference. MSE is 0 without targets.
+        """
+        logits, hidden = self.llama(tokens, adapters=self.adapters(features, tokens.shape[0]), hidden=True)
+        ce = answer_loss(logits, labels)
+        if targets is None:
+            return ce, ce.new_zeros(())
+        rows, starts = (labels == self.audio_token_ids[0]).nonzero(as_tuple=True)
+        if len(rows) != len(set(rows.tolist())):
+            raise ValueError("an answer holds [AUD0] more than once: one music target per row")
+        if not len(rows):
+            return ce, ce.new_zeros(())
+        n = len(AUDIO_TOKENS)
+        index = starts[:, None] - 1 + torch.arange(n, device=starts.device)  # the positions predicting them
+        states = hidden[rows[:, None], index]
+        projected = self.project(states)
+        return ce, F.mse_loss(projected, targets[rows].to(projected))
