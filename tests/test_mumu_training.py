@@ -4,13 +4,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_mumu import tiny_config
 
 from llama.mu_llama import answer_loss
 from llama.mumu_llama import STAGES, MuMuLLaMA, to_upstream
 from llama.prompt import IGNORE_INDEX
 
 from conftest import random_model, tiny_args
-from tiny_mumu import tiny_config
 
 
 @pytest.fixture
@@ -86,3 +86,51 @@ def test_decoder_targets_are_cached_once_in_eval_mode(tmp_path):
     before = sorted(p.name for p in (tmp_path / "targets").iterdir())
     build_target_cache(decoder, captions, tmp_path / "targets")
     assert sorted(p.name for p in (tmp_path / "targets").iterdir()) == before
+
+
+def test_records_in_the_original_schema_are_checked_before_training(tmp_path, sentencepiece_model):
+    """Bad data is counted and left out up front: a missing or undecodable input, a modality the model
+    lacks, a music answer that max_words would cut; a music answer ends with the [AUD] tokens."""
+    import json
+
+    import numpy as np
+    import soundfile
+
+    from llama import Tokenizer
+    from llama.data.mumu import MUSIC_TOKENS, check_records, collate_mumu, load_mumu_records
+    from llama.mumu_llama import AUDIO_TOKENS
+    from llama.testing.vision import write_image
+
+    soundfile.write(tmp_path / "song.wav", np.zeros(2400, dtype=np.float32), 24000)
+    write_image(tmp_path / "cat.png")
+    (tmp_path / "broken.png").write_text("not an image")
+
+    def record(input_file, modality, question, answer, music=True):
+        return {"input_file": input_file, "output_file": "out.mp3" if music else "",
+                "conversation": [{"from": "human", "value": question, "input_modality": modality, "caption": ""},
+                                 {"from": "gpt", "value": answer, "caption": "calm piano" if music else "",
+                                  "output_modality": "audio" if music else "text"}]}
+
+    raw = [record("cat.png", "image", "Generate a music for the image", "Here is a calm piano piece."),
+           record("song.wav", "audio", "Describe the music", "A sad song.", music=False),
+           record("", "text", "Generate a music", "Here is a music. " * 40),  # cut by max_words=96
+           record("lost.png", "image", "Make music", "Here it is."),
+           record("broken.png", "image", "Make music", "Here it is."),
+           record("clip.mp4", "video", "Make music for the video", "Here it is.")]
+    (tmp_path / "data.json").write_text(json.dumps(raw))
+    records = load_mumu_records(tmp_path / "data.json")
+    assert records[0].answer.endswith(" " + MUSIC_TOKENS) and records[0].caption == "calm piano"
+    assert records[1].caption is None and records[1].input_modality == "audio"
+
+    tokenizer = Tokenizer(sentencepiece_model)
+    tokenizer.add_tokens(list(AUDIO_TOKENS))
+    kept, problems = check_records(records, tokenizer, max_words=96, modalities=("audio", "image"))
+    assert kept == records[:2]
+    assert problems == {"music answer cut at max_words=96 (its [AUD] tokens lost)": 1, "input file missing": 1,
+                        "input file not decodable": 1, "video input, which this model lacks": 1}
+
+    items = [{"tokens": torch.tensor([1, 5, 6]), "labels": torch.tensor([-100, 5, 6]), "image": "x"},
+             {"tokens": torch.tensor([1, 7]), "labels": torch.tensor([-100, 7]), "caption": "calm"}]
+    batch = collate_mumu(items)
+    assert batch["tokens"].tolist() == [[1, 5, 6], [1, 7, 0]] and batch["labels"][1, 2] == IGNORE_INDEX
+    assert batch["image"] == ["x", None] and batch["captions"] == [None, "calm"]
