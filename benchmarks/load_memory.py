@@ -221,7 +221,7 @@ def child(folder: Path, dtype: torch.dtype, kind: str):
         if kind == "mumu":  # the three encoders (10 s of audio, an image, 32 frames), bridges and LLaMA
             request = Request("Describe it", audio=audio, image=np.random.rand(3, 224, 224).astype(np.float32),
                               video=np.random.randint(0, 256, (32, 224, 224, 3), dtype=np.uint8))
-            model.model.logits(tokens, model._features([request]))
+            model.model.logits(tokens, model.encode_inputs([request]))
         elif kind == "mu_llama":  # MERT on 10 s of audio, then the bridge and all of LLaMA
             model.model(tokens, model.model.encode_audio([audio]))
         else:

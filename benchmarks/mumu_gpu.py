@@ -140,7 +140,7 @@ def main():
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         with torch.inference_mode():
-            features = pipeline._features([request])
+            features = pipeline.encode_inputs([request])
         mark("encoders + bridges (30 s audio, image, 32 frames)", start)
         start = time.perf_counter()
         with torch.inference_mode():

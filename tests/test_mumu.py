@@ -124,7 +124,7 @@ def test_batched_answers_equal_one_by_one_and_the_original_recompute(pipeline, m
     # The original recomputes the whole prefix at every step (no cache), greedy, stops on "\n###".
     model, tokenizer = pipeline.model, pipeline.tokenizer
     request = batch[2]
-    adapters = model.adapters(pipeline._features([request]), 1)
+    adapters = model.adapters(pipeline.encode_inputs([request]), 1)
     ids = tokenizer.encode(llama.format_prompt(request.prompt, "alpaca"))
     start = len(ids)
     for _ in range(24):
@@ -135,7 +135,7 @@ def test_batched_answers_equal_one_by_one_and_the_original_recompute(pipeline, m
     assert upstream.respond([request], max_new_tokens=24)[0].tokens == ids[start:]
     # the inputs reach the logits: the gates are open
     tokens = torch.tensor([ids])
-    assert not torch.allclose(model.logits(tokens, pipeline._features([request])), model.logits(tokens, {}))
+    assert not torch.allclose(model.logits(tokens, pipeline.encode_inputs([request])), model.logits(tokens, {}))
 
 
 def test_music_request_yields_projected_audio_states(pipeline):
@@ -163,7 +163,7 @@ def test_zero_gates_warn_and_inputs_change_nothing(release, tmp_path, media, cap
     assert "every attention gate" in capfd.readouterr().err
     batch = requests(pipeline, media)
     tokens = torch.tensor([pipeline.tokenizer.encode("Describe it")] * len(batch))
-    with_inputs = pipeline.model.logits(tokens, pipeline._features(batch))
+    with_inputs = pipeline.model.logits(tokens, pipeline.encode_inputs(batch))
     without = pipeline.model.logits(tokens, {})
     assert torch.equal(with_inputs, without)
 
@@ -176,8 +176,8 @@ def test_converted_checkpoint_gives_the_same_logits(release, pipeline, media, tm
                                 release["vivit_path"])
     batch = requests(pipeline, media)
     tokens = torch.tensor([pipeline.tokenizer.encode("Describe it")] * len(batch))
-    torch.testing.assert_close(converted.model.logits(tokens, converted._features(batch)),
-                               pipeline.model.logits(tokens, pipeline._features(batch)), rtol=0, atol=0)
+    torch.testing.assert_close(converted.model.logits(tokens, converted.encode_inputs(batch)),
+                               pipeline.model.logits(tokens, pipeline.encode_inputs(batch)), rtol=0, atol=0)
 
 
 def run_inference(*args):

@@ -170,7 +170,7 @@ class MuMuPipeline:
         """The rate input clips must have (MERT's)."""
         return self.model.mert.sample_rate if self.model.mert is not None else SAMPLE_RATE
 
-    def _features(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
+    def encode_inputs(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
         """{modality: [B, dim]} bridge outputs, zero rows for requests without that input (a zero row
         leaves the bare prefix row, exactly as an absent input); modalities nobody sent are left out."""
         model, features = self.model, {}
@@ -211,7 +211,7 @@ class MuMuPipeline:
         if any(not r.prompt.strip() for r in requests):
             raise ValueError("empty prompt: say what you want (a question, or e.g. 'Generate a music')")
         model = self.model
-        adapters = model.adapters(self._features(requests), len(requests))
+        adapters = model.adapters(self.encode_inputs(requests), len(requests))
         prompts = [format_prompt(r.prompt, model.config.prompt_template) for r in requests]
         stop_ids, stop = self._stop()
         audio_ids = model.audio_token_ids
