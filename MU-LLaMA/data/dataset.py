@@ -30,9 +30,8 @@ class Record:
     audio: Path | None  # None: a text-only record
 
 
-def load_records(path, audio_root=None) -> list[Record]:
-    """Records of a MusicQA JSON list or JSONL file; audio names resolved against `audio_root`."""
-    path = Path(path)
+def read_json_records(path: Path) -> list:
+    """The items of a JSON list (.json) or a JSONL file (anything else)."""
     text = path.read_text()
     try:
         raw = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
@@ -40,6 +39,13 @@ def load_records(path, audio_root=None) -> list[Record]:
         raise ValueError(f"{path} is not valid JSON{'' if path.suffix == '.json' else 'L'}: {e}") from e
     if not isinstance(raw, list):
         raise ValueError(f"{path} must hold a list of records")
+    return raw
+
+
+def load_records(path, audio_root=None) -> list[Record]:
+    """Records of a MusicQA JSON list or JSONL file; audio names resolved against `audio_root`."""
+    path = Path(path)
+    raw = read_json_records(path)
     root = Path(audio_root) if audio_root is not None else path.parent
     records = []
     for i, item in enumerate(raw):

@@ -8,7 +8,6 @@ An answer whose output modality is audio ends with " " + [AUD0]..[AUD7], as the 
 them, and carries its caption C: the text the decoder-alignment target is made from.
 """
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import soundfile
 import torch
 from PIL import Image
 
+from llama.data.dataset import read_json_records
 from llama.mumu_llama import AUDIO_TOKENS
 from llama.prompt import IGNORE_INDEX, encode_example
 
@@ -39,11 +39,7 @@ class MuMuRecord:
 def load_mumu_records(path, root=None) -> list[MuMuRecord]:
     """The records of a JSON list or JSONL file; input files resolved against `root` (default: beside it)."""
     path = Path(path)
-    text = path.read_text()
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line]
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON{'' if path.suffix == '.json' else 'L'}: {e}") from e
+    raw = read_json_records(path)
     root = Path(root) if root is not None else path.parent
     records = []
     for i, item in enumerate(raw):
