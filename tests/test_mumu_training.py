@@ -1,16 +1,28 @@
 """MuMu-LLaMA training pieces: each stage's trainable set as MUMU.md section 3 lists it, and the loss
 (answer cross-entropy + decoder-alignment MSE at the [AUD] positions)."""
 
+import json
+import sys
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from tiny_mumu import tiny_config
 
+import llama
+from llama.media import load_image
 from llama.mu_llama import answer_loss
 from llama.mumu_llama import STAGES, MuMuLLaMA, to_upstream
+from llama.pipeline import Request
 from llama.prompt import IGNORE_INDEX
+from llama.testing.decoders import write_tiny_musicgen
 
-from conftest import random_model, tiny_args
+from conftest import ROOT, random_model, tiny_args
+
+sys.path.insert(0, str(ROOT / "MU-LLaMA"))
+import train  # noqa: E402
 
 
 @pytest.fixture
@@ -79,10 +91,10 @@ def test_decoder_targets_are_cached_once_in_eval_mode(tmp_path):
     assert len(cache) == 2
     target = cache.get(caption_key("fast drums and a bass line"))
     assert target.shape == (128, decoder.condition_dim)
-    decoder.model.text_encoder.train()  # dropout on: the original's target would differ every time
-    assert not torch.allclose(10 * decoder.text_states(["fast drums and a bass line"])[0], target)
-    decoder.model.text_encoder.eval()
-    assert torch.allclose(10 * decoder.text_states(["fast drums and a bass line"])[0], target)
+    # dropout on (the original's train-mode T5): the target would differ every time; the encoder is left in eval mode
+    assert not torch.allclose(10 * decoder.targets(["fast drums and a bass line"], dropout=True)[0], target)
+    assert not decoder.model.text_encoder.training
+    assert torch.allclose(10 * decoder.targets(["fast drums and a bass line"])[0], target)
     before = sorted(p.name for p in (tmp_path / "targets").iterdir())
     build_target_cache(decoder, captions, tmp_path / "targets")
     assert sorted(p.name for p in (tmp_path / "targets").iterdir()) == before
@@ -134,3 +146,148 @@ def test_records_in_the_original_schema_are_checked_before_training(tmp_path, se
     batch = collate_mumu(items)
     assert batch["tokens"].tolist() == [[1, 5, 6], [1, 7, 0]] and batch["labels"][1, 2] == IGNORE_INDEX
     assert batch["image"] == ["x", None] and batch["captions"] == [None, "calm"]
+
+
+# --- the engine: train.py with `model: mumu` -------------------------------------------------------
+
+PUBLISHED = {"lr": 1e-4, "min_lr": 1e-6, "warmup_epochs": 0, "weight_decay": 0.05, "betas": (0.9, 0.95),
+             "max_words": 1024, "seed": 420, "accum_iter": 1, "prompt_template": "alpaca", "model": "mumu"}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_configs_hold_the_published_recipe(stage):
+    from llama.training import TrainConfig
+
+    project = TrainConfig.load(ROOT / "configs" / f"mumu-stage{stage}.yaml", {})
+    published = TrainConfig.load(ROOT / "configs" / f"mumu-stage{stage}-published.yaml", {})
+    for config in (project, published):
+        assert {k: getattr(config, k) for k in PUBLISHED} == PUBLISHED
+        assert (config.stage, config.epochs) == (stage, {1: 5, 2: 5, 3: 2}[stage])
+    # the original's defects: only in the "as published" configs
+    assert (published.train_gates, published.upstream_targets, published.upstream_loss_offset) == (False, True, True)
+    assert (project.train_gates, project.upstream_targets, project.upstream_loss_offset) == (stage == 1, False, False)
+    differ = {f for f in vars(project) if getattr(project, f) != getattr(published, f)}
+    assert differ <= {"train_gates", "upstream_targets", "upstream_loss_offset"}
+
+
+@pytest.fixture(scope="module")
+def mumu_setup(tmp_path_factory):
+    """A tiny LLaMA (the real 32k tokenizer), MERT, ViT, ViViT and MusicGen in their real formats, a few
+    inputs of each kind, records of stages 1 and 3 (two of them bad), and a stage-1 config."""
+    import soundfile
+    import yaml
+
+    from llama.testing.tiny import write_tiny_llama, write_tiny_mert
+    from llama.testing.vision import write_image, write_tiny_vit, write_tiny_vivit, write_video
+
+    root = tmp_path_factory.mktemp("mumu_train")
+    write_tiny_llama(root / "LLaMA")
+    write_tiny_mert(root / "MERT")
+    write_tiny_vit(root / "vit")
+    write_tiny_vivit(root / "vivit")
+    write_tiny_musicgen(root / "musicgen")
+    media = root / "media"
+    media.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        soundfile.write(media / f"clip{i}.wav", rng.normal(0, 0.1, 24000).astype(np.float32), 24000)
+        write_image(media / f"image{i}.png", seed=i)
+    write_video(media / "video0.mkv", frames=40, seed=0)
+    (media / "broken.png").write_bytes(b"not an image")
+
+    def record(file, modality, question, answer, caption=None):
+        gpt = {"from": "gpt", "value": answer, "output_modality": "audio" if caption else "text"}
+        gpt.update({"caption": caption} if caption else {})
+        return {"input_file": file, "output_file": "", "conversation": [
+            {"from": "human", "value": question, "input_modality": modality}, gpt]}
+
+    stage1 = [record(f"clip{i}.wav", "audio", "", f"A calm piano piece number {i}.") for i in range(3)]
+    stage1 += [record(f"image{i}.png", "image", "", f"A picture of {i} cats.") for i in range(3)]
+    stage1 += [record("video0.mkv", "video", "", "A ball rolls."), record("gone.wav", "audio", "", "Lost."),
+               record("broken.png", "image", "", "Broken.")]
+    (media / "stage1.json").write_text(json.dumps(stage1))
+    stage3 = [record(f"image{i}.png", "image", "Make music for this picture", f"A happy tune {i}.",
+                     f"a happy tune with {i} bells") for i in range(3)]
+    stage3 += [record("clip0.wav", "audio", "What is playing?", "A piano."),
+               record("", "text", "Write a song", "Here it is.", "a slow ballad")]
+    (media / "stage3.json").write_text(json.dumps(stage3))
+    config = {"model": "mumu", "stage": 1, "train_gates": True, "llama_type": "7B", "llama_path": str(root / "LLaMA"),
+              "mert_path": str(root / "MERT"), "vit_path": str(root / "vit"), "vivit_path": str(root / "vivit"),
+              "music_decoder_path": str(root / "musicgen"), "query_layer": 1, "lora_rank": 4,
+              "projector_width": 16, "projector_layers": 1, "base_dtype": "float32",
+              "data": [{"path": str(media / "stage1.json")}], "prompt_template": "alpaca", "max_words": 96,
+              "batch_size": 2, "accum_iter": 1, "epochs": 2, "warmup_epochs": 0, "lr": 1e-2, "min_lr": 1e-4,
+              "weight_decay": 0.05, "precision": "fp32", "num_workers": 0, "log_every": 1, "save_every": 1, "seed": 0}
+    (root / "stage1.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def dry(setup, capsys, *overrides) -> dict:
+    train.main(["--config", str(setup / "stage1.yaml"), "--dry_run", "--set", *overrides])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_dry_run_reports_the_first_batch_and_the_bad_data(mumu_setup, capsys, tmp_path):
+    report = dry(mumu_setup, capsys, f"output_dir={tmp_path / 'out'}")
+    assert not (tmp_path / "out").exists()  # nothing written, no step
+    assert report["data"] == [{"path": str(mumu_setup / "media" / "stage1.json"), "records": 9, "kept": 7,
+                               "left_out": {"input file missing": 1, "input file not decodable": 1}}]
+    assert report["samples"] == 7 and report["stage"] == 1
+    parts = report["first_batch"]
+    assert parts["mse"] == 0 and parts["loss"] == pytest.approx(parts["ce"]) and parts["ce"] > 0  # no music answer
+    assert report["trainable_parameters"] > 0
+
+    # stage 3: music answers carry the decoder-alignment MSE; the original's "+100" only behind its switch
+    stage3 = [f"data=[{{path: {mumu_setup / 'media' / 'stage3.json'}}}]", "stage=3", "batch_size=5"]
+    parts = dry(mumu_setup, capsys, *stage3)["first_batch"]
+    assert parts["mse"] > 0 and parts["loss"] == pytest.approx(parts["ce"] + parts["mse"])
+    compat = dry(mumu_setup, capsys, *stage3, "upstream_loss_offset=true")["first_batch"]
+    assert compat["loss_offset"] == pytest.approx(100 * 4 / 5)  # 4 of the 5 rows have a music caption
+    assert compat["loss"] == pytest.approx(parts["loss"] + compat["loss_offset"])
+    assert compat["ce"] == pytest.approx(parts["ce"]) and compat["mse"] == pytest.approx(parts["mse"])
+    # the original's targets: T5 in train mode, so dropout moves them off the eval-mode ones (seeded: a rerun repeats)
+    noisy = [dry(mumu_setup, capsys, *stage3, "upstream_targets=true")["first_batch"]["mse"] for _ in range(2)]
+    assert noisy[0] == noisy[1] != pytest.approx(parts["mse"])
+
+
+def test_a_modality_without_encoder_is_counted_not_crashed(mumu_setup, capsys):
+    report = dry(mumu_setup, capsys, "vivit_path=null")
+    assert report["data"][0]["left_out"]["video input, which this model lacks"] == 1
+
+
+def stage(setup, out, *flags_and_settings) -> dict:
+    """train.py on the stage-1 config; returns the checkpoint's tensors."""
+    flags = [f for f in flags_and_settings if f.startswith("--")]
+    settings = [f for f in flags_and_settings if not f.startswith("--")]
+    pretrained = [a for f in flags if f.startswith("--pretrained_path=") for a in f.split("=", 1)]
+    flags = [f for f in flags if not f.startswith("--pretrained_path=")]
+    train.main(["--config", str(setup / "stage1.yaml"), "--output_dir", str(out), *pretrained, *flags,
+                "--set", "log_every=1", *settings])
+    return load_file(out / "checkpoint.safetensors")
+
+
+def test_stages_chain_resume_exactly_and_load_for_inference(mumu_setup, tmp_path):
+    full = stage(mumu_setup, tmp_path / "full")
+    stage(mumu_setup, tmp_path / "cut", "max_steps=2")  # as if killed after a save, mid-epoch
+    cut = stage(mumu_setup, tmp_path / "cut", "--resume")
+    assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)  # bit-exact
+    log = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").open()]
+    assert log[0]["data"][0]["kept"] == 7 and {"ce", "mse", "loss", "lr"} <= set(log[1])
+    gates = sorted(k for k in full if k.endswith(".gate"))
+    opened = [bool(full[k].abs().sum() > 0) for k in gates]
+    assert opened == [False, True, True, True]  # train_gates: the 3 adapted layers' gates opened
+    assert "llama.output.added_rows" in full and full["llama.tok_embeddings.weight"].shape[0] == 32008
+
+    after = stage(mumu_setup, tmp_path / "stage3", f"--pretrained_path={tmp_path / 'full' / 'checkpoint.safetensors'}",
+                  "stage=3", "train_gates=false", f"data=[{{path: {mumu_setup / 'media' / 'stage3.json'}}}]",
+                  "max_steps=2")
+    # stage 3 trains norms, biases, LoRA and the prefix only: the rest is stage 1's, bit for bit
+    for key in ("mu_mert_proj.weight", "output_projector.fc.weight", "llama.tok_embeddings.weight", gates[-1],
+                "llama.output.added_rows"):
+        assert torch.equal(after[key], full[key]), key
+    assert not torch.equal(after["prefix_query.weight"], full["prefix_query.weight"])
+    pipe = llama.load_mumu(tmp_path / "stage3" / "checkpoint.safetensors", mumu_setup / "LLaMA",
+                           mert_path=mumu_setup / "MERT", vit_path=mumu_setup / "vit")
+    image = load_image(mumu_setup / "media" / "image0.png")
+    reply = pipe.respond([Request("Make music for this picture", image=image)], max_new_tokens=4)[0]
+    assert len(reply.tokens) == 4

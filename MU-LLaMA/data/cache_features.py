@@ -1,17 +1,24 @@
-"""Precompute MERT features: each clip's per-layer time-means [L + 1, H], all the frozen MERT
-contributes to MU-LLaMA, into sharded safetensors keyed by audio name. (`build_target_cache` does
-the same for MuMu-LLaMA's decoder-alignment targets, keyed by caption.)
+"""Precompute what frozen models contribute to training, once, into sharded safetensors:
+
+- MERT (`--mert_path`): each clip's per-layer time-means [L + 1, H], keyed by audio file name;
+- ViT / ViViT (`--vit_path` / `--vivit_path`, MuMu-LLaMA): each image's or video's last hidden
+  states [tokens, width], keyed by file name;
+- a music decoder (`--music_decoder_path`, with `--music_decoder`; MuMu-LLaMA): the decoder-alignment
+  target of each music answer's caption, keyed by the caption's SHA-1 (`caption_key`).
 
     python MU-LLaMA/data/cache_features.py --mert_path ckpts/MERT-v1-330M --data MusicQA/PretrainMusicQA.json \\
         --audio_root MusicQA/audios --out cache/mert [--batch_size 8] [--audio_mode full] [--device cuda]
+    python MU-LLaMA/data/cache_features.py --vit_path ckpts/vit --data data/COCO.json data/MUImage.json --out cache/vit
+    python MU-LLaMA/data/cache_features.py --music_decoder_path ckpts/musicgen-medium --data data/MUCaps.json \\
+        --out cache/targets
 
-Re-running resumes: clips already in the cache are skipped. Features are computed in eval mode
-(the original code trained with MERT in training mode, i.e. with SpecAugment time masking; a
-cache cannot reproduce that, on-the-fly features can).
+`--data` takes MusicQA records (`audio_name`) and MuMu-LLaMA records (`input_file`) alike; input files
+resolve against `--audio_root`, else the data file's folder. Re-running resumes: what the cache holds
+is skipped. Everything is computed in eval mode (the original trained with MERT's SpecAugment time
+masking and T5's dropout on; a cache cannot reproduce that, on-the-fly computation can).
 """
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -22,7 +29,9 @@ from tqdm import tqdm
 
 from llama import AudioError, load_audio, load_mert
 from llama.cli import add_debug_argument, run_main
-from llama.data.dataset import load_records
+from llama.data.mumu import caption_key, load_mumu_records
+from llama.media import MediaError, load_image, load_video
+from llama.mumu_llama import DECODER_CONDITIONING, TARGET_SCALE
 from llama.records import atomic_path
 
 
@@ -88,26 +97,46 @@ def build_cache(mert, audio_files: list[Path], out, batch_size=8, shard_size=512
     return cache
 
 
-def caption_key(caption: str) -> str:
-    """The cache key of a caption: its SHA-1 (captions are long, repeat across records, and are not
-    valid file or tensor names as they are)."""
-    return hashlib.sha1(caption.encode()).hexdigest()
-
-
 def build_target_cache(decoder, captions: list[str], out, batch_size=16, shard_size=4096) -> FeatureCache:
     """MuMu-LLaMA's decoder-alignment targets for every caption not yet in the cache at `out`:
-    10 x MusicGen's T5 states of the caption at 128 tokens, padded positions included, as the original's
-    training target, but computed once and in eval mode (the original ran T5 in training mode, so its
-    dropout made every target noisy). `FeatureCache(out).get(caption_key(c))` reads one back."""
+    TARGET_SCALE x the decoder's conditioning of the caption (`decoder.targets`: MusicGen's T5 states at
+    128 tokens, padded positions included, as the original's target; AudioLDM2's T5 + GPT-2 prompt
+    embeddings in one row), computed once and in eval mode (the original ran T5 in training mode, so
+    its dropout made every target noisy). `FeatureCache(out).get(caption_key(c))` reads one back."""
     cache = FeatureCache(out)
-    meta = {"decoder": "musicgen", "tokens": decoder.condition_tokens, "width": decoder.condition_dim, "scale": 10}
     todo = sorted({c for c in captions if caption_key(c) not in cache})
     pending: dict[str, torch.Tensor] = {}
     for start in tqdm(range(0, len(todo), batch_size), desc="decoder targets", unit="batch"):
         batch = todo[start:start + batch_size]
-        states = 10 * decoder.text_states(batch).float().cpu()
+        states = TARGET_SCALE * decoder.targets(batch).float().cpu()
         pending.update(zip(map(caption_key, batch), states, strict=True))
         if len(pending) >= shard_size or start + batch_size >= len(todo):
+            meta = {"decoder": type(decoder).__name__, "shape": list(states.shape[1:]), "scale": TARGET_SCALE}
+            cache.write_shard(pending, meta)
+            pending = {}
+    return cache
+
+
+def build_vision_cache(encoder, modality: str, files: list[Path], out, batch_size=8, shard_size=256) -> FeatureCache:
+    """ViT (modality "image") or ViViT ("video") last hidden states [tokens, width] of every file not yet
+    in the cache at `out`, keyed by file name; unreadable files are reported and skipped. A video is
+    seen through its middle `encoder.frames` frames (the original drew a random window each time it
+    read one; a cache fixes one window, as it fixes MERT's eval-mode features)."""
+    cache = FeatureCache(out)
+    meta = {"modality": modality, "tokens": encoder.tokens, "width": encoder.width}
+    todo = sorted({f for f in files if f.name not in cache}, key=lambda f: f.name)
+    pending: dict[str, torch.Tensor] = {}
+    for start in tqdm(range(0, len(todo), batch_size), desc=f"{modality} features", unit="batch"):
+        inputs, names = [], []
+        for file in todo[start:start + batch_size]:
+            try:
+                inputs.append(load_image(file) if modality == "image" else load_video(file, encoder.frames))
+                names.append(file.name)
+            except MediaError as e:
+                tqdm.write(f"skipped: {e}")
+        if inputs:
+            pending.update(zip(names, encoder.features(inputs), strict=True))
+        if len(pending) >= shard_size or (start + batch_size >= len(todo) and pending):
             cache.write_shard(pending, meta)
             pending = {}
     return cache
@@ -115,21 +144,42 @@ def build_target_cache(decoder, captions: list[str], out, batch_size=16, shard_s
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mert_path", required=True)
-    parser.add_argument("--data", nargs="+", required=True, help="MusicQA JSON/JSONL files naming the clips")
-    parser.add_argument("--audio_root", help="folder of the audio files (default: beside each data file)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--mert_path", help="cache MERT features of the audio inputs")
+    what.add_argument("--vit_path", help="cache ViT features of the image inputs")
+    what.add_argument("--vivit_path", help="cache ViViT features of the video inputs")
+    what.add_argument("--music_decoder_path", help="cache the decoder-alignment targets of the music captions")
+    parser.add_argument("--music_decoder", choices=sorted(DECODER_CONDITIONING), default="musicgen")
+    parser.add_argument("--data", nargs="+", required=True, help="MusicQA or MuMu-LLaMA JSON/JSONL record files")
+    parser.add_argument("--audio_root", help="folder of the input files (default: beside each data file)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--shard_size", type=int, default=512, help="clips per shard file")
+    parser.add_argument("--shard_size", type=int, default=512, help="items per shard file")
     parser.add_argument("--audio_mode", choices=["full", "upstream"], default="full")
     parser.add_argument("--window_s", type=float, default=60.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
-    files = [r.audio for path in args.data for r in load_records(path, args.audio_root) if r.audio is not None]
-    mert = load_mert(args.mert_path, device=args.device)
-    cache = build_cache(mert, files, args.out, args.batch_size, args.shard_size, args.audio_mode, args.window_s)
-    print(f"{len(cache)} clips cached in {args.out}")
+    from llama.decoders import load_decoder  # each imports transformers or diffusers (seconds): only when used
+    from llama.encoders.vit import load_vit
+    from llama.encoders.vivit import load_vivit
+
+    records = [r for path in args.data for r in load_mumu_records(path, args.audio_root)]
+    if args.music_decoder_path:
+        decoder = load_decoder(args.music_decoder, args.music_decoder_path, device=args.device)
+        captions = [r.caption for r in records if r.caption is not None]
+        cache = build_target_cache(decoder, captions, args.out, args.batch_size, args.shard_size)
+        print(f"{len(cache)} caption targets cached in {args.out}")
+        return
+    modality = "audio" if args.mert_path else "image" if args.vit_path else "video"
+    files = [r.input_file for r in records if r.input_file is not None and r.input_modality == modality]
+    if args.mert_path:
+        mert = load_mert(args.mert_path, device=args.device)
+        cache = build_cache(mert, files, args.out, args.batch_size, args.shard_size, args.audio_mode, args.window_s)
+    else:
+        encoder = (load_vit if args.vit_path else load_vivit)(args.vit_path or args.vivit_path, device=args.device)
+        cache = build_vision_cache(encoder, modality, files, args.out, args.batch_size, args.shard_size)
+    print(f"{len(cache)} {modality} inputs cached in {args.out}")
 
 
 if __name__ == "__main__":

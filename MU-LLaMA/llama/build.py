@@ -286,6 +286,25 @@ def mumu_llama(config: MuMuConfig, folder, tensors: dict, embedded: dict, *, sou
     return model, tokenizer
 
 
+def initial_mumu_tensors(config: MuMuConfig, folder, seed: int = 0) -> dict:
+    """The trained tensors of a MuMu-LLaMA before stage 1, for `mumu_llama`: the bridges, prefix and
+    projector at PyTorch's default initialisation (seeded), the base embedding with 8 rows of ones for
+    the [AUD] tokens and 8 new head rows at nn.Linear's default initialisation (as the original; the
+    head rows are never trained). The backbone's norms come from the base; gates, biases and LoRA
+    start as `init_added_parameters` sets them."""
+    args, state = read_llama(folder, **config.backbone_args())
+    torch.manual_seed(seed)
+    with torch.device("meta"):  # only the new modules are materialised
+        llama = Transformer(args)
+    fresh = MuMuLLaMA(llama, config)
+    tensors = {k: v for k, v in fresh.state_dict().items() if not k.startswith("llama.")}
+    embedding = state["tok_embeddings.weight"]
+    tensors["llama.tok_embeddings.weight"] = torch.cat(
+        [embedding, torch.ones(len(AUDIO_TOKENS), args.dim, dtype=embedding.dtype)])
+    tensors[HEAD_ROWS] = torch.nn.Linear(args.dim, len(AUDIO_TOKENS), bias=False).weight.detach()
+    return tensors
+
+
 def warn_closed_gates(model: MuMuLLaMA, source) -> None:
     """The original's training never trains the attention gates, so in its checkpoints every gate is
     0: the encoders, bridges and prefix rows then cannot change a single logit. Say so once."""

@@ -34,6 +34,9 @@ BRIDGES = {"music": ("music_bridge", "mu_mert"), "image": ("image_bridge", "iu_v
 # T5 width; AudioLDM2 one row holding 128 x 1024 T5 states and 8 x 768 GPT-2 states.
 DECODER_CONDITIONING = {"musicgen": (128, 768), "audioldm2": (1, 128 * 1024 + 8 * 768)}
 AUDIO_TOKENS = tuple(f"[AUD{i}]" for i in range(8))
+# The decoder-alignment target is the decoder's conditioning times this (the original's; at inference
+# the projector output is divided by it before the decoder).
+TARGET_SCALE = 10
 # The parameter groups (MuMuLLaMA.parameter_groups) each training stage of the original trains
 # (MUMU.md section 3): 1 encoder alignment, 2 decoder alignment, 3 instruction tuning. The original
 # never trains the gates; `trained_names(stage, train_gates=True)` adds them (the project's configs,
@@ -62,6 +65,8 @@ class MuMuConfig:
     music_decoder: str = "musicgen"  # a key of DECODER_CONDITIONING
     projector_queries: int | None = None  # default: the decoder's
     projector_out: int | None = None
+    projector_width: int = 512  # the projector's transformer (released: 512 wide, 4 + 4 layers)
+    projector_layers: int = 4
     prompt_template: str = "alpaca"
 
     def __post_init__(self):
@@ -110,7 +115,8 @@ class MuMuLLaMA(nn.Module):
         for modality, (attribute, _) in BRIDGES.items():
             setattr(self, attribute, Bridge(*config.encoder_shape(modality), dim, width))
         self.prefix_query = nn.Embedding(3 * config.query_layer, dim)
-        self.output_projector = OutputProjector(dim, config.projector_out, config.projector_queries)
+        self.output_projector = OutputProjector(dim, config.projector_out, config.projector_queries,
+                                                config.projector_width, config.projector_layers)
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by the module that owns them: each bridge, the prefix, the projector, the
@@ -188,6 +194,22 @@ class MuMuLLaMA(nn.Module):
         return self.llama(tokens, adapters=self.adapters(features, tokens.shape[0]))
 
     # --- training ------------------------------------------------------------------------------
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint keeps, under this module's names: every group any stage (or the gates
+        switch) trains. The frozen base and the encoders are not in it."""
+        names = {n for group in self.parameter_groups().values() for n in group}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor, inputs: dict, targets: torch.Tensor | None = None):
+        """The training step's (CE, MSE), bridges included (so that DDP and FSDP see them run).
+        inputs: {modality: (rows [n], encoder outputs [n, tokens or layers, width])} for the rows of the
+        batch that have that input; the other rows get a zero feature, i.e. the bare prefix rows."""
+        features = {}
+        for modality, (rows, encoded) in inputs.items():
+            vectors = self.features(modality, encoded)
+            features[modality] = vectors.new_zeros(tokens.shape[0], vectors.shape[-1]).index_copy(0, rows, vectors)
+        return self.loss(tokens, labels, features, targets)
 
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor, features: dict[str, torch.Tensor | None],
              targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

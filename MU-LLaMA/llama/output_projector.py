@@ -2,8 +2,9 @@
 conditioning.
 
 Each [AUD] hidden state (the last layer's output before the final norm, at the position that
-predicts the token) plus that token's input embedding is projected to 512 wide, read by the encoder
-of a small `nn.Transformer` whose decoder turns `queries` learned rows into the output: [B, Q, out].
+predicts the token) plus that token's input embedding is projected to `width` (512 released) wide,
+read by the encoder of a small `nn.Transformer` (4 + 4 layers released) whose decoder turns `queries`
+learned rows into the output: [B, Q, out].
 MusicGen takes Q = 128 rows of its T5 width (768); AudioLDM2 one row of 128·1024 + 8·768 values.
 Attribute names (`fc`, `tfm`, `model`, `query_embs`) are the original checkpoints'.
 """
@@ -11,18 +12,16 @@ Attribute names (`fc`, `tfm`, `model`, `query_embs`) are the original checkpoint
 import torch
 from torch import nn
 
-WIDTH = 512
-
 
 class OutputProjector(nn.Module):
-    def __init__(self, dim: int, out: int, queries: int):
+    def __init__(self, dim: int, out: int, queries: int, width: int = 512, layers: int = 4):
         super().__init__()
-        self.fc = nn.Linear(dim, WIDTH)
-        # post-norm, no dropout, 4 + 4 layers of 4 heads: the released configuration
-        self.tfm = nn.Transformer(d_model=WIDTH, nhead=4, num_encoder_layers=4, num_decoder_layers=4,
-                                  dim_feedforward=4 * WIDTH, dropout=0.0, batch_first=True, norm_first=False)
-        self.model = nn.Linear(WIDTH, out)
-        self.query_embs = nn.Parameter(torch.randn(1, queries, WIDTH))
+        self.fc = nn.Linear(dim, width)
+        # post-norm, no dropout, 4 heads, feed-forward 4 x width: the released configuration
+        self.tfm = nn.Transformer(d_model=width, nhead=4, num_encoder_layers=layers, num_decoder_layers=layers,
+                                  dim_feedforward=4 * width, dropout=0.0, batch_first=True, norm_first=False)
+        self.model = nn.Linear(width, out)
+        self.query_embs = nn.Parameter(torch.randn(1, queries, width))
 
     @property
     def queries(self) -> int:

@@ -15,7 +15,7 @@ import torch
 from .audio import SAMPLE_RATE, load_audio, quiet_warnings, wav_truncation
 from .generation import generate
 from .mu_llama import MULLaMA
-from .mumu_llama import MuMuLLaMA
+from .mumu_llama import TARGET_SCALE, MuMuLLaMA
 from .prompt import extract_answer, format_prompt
 from .tokenizer import Tokenizer
 
@@ -163,7 +163,8 @@ class MuMuPipeline:
         self.decoder = decoder
         self.stop_rules = stop_rules
         self.audio_mode = audio_mode  # "upstream": MERT hears the first 60 s, as the original
-        self.newline = tokenizer.encode("\n", bos=False)[-1]
+        newline = tokenizer.encode("\n", bos=False)  # empty for a tokenizer that drops newlines
+        self.newline = newline[-1] if newline else None
 
     @property
     def sample_rate(self) -> int:
@@ -243,5 +244,5 @@ class MuMuPipeline:
         if conditioning == "text":
             return self.decoder.from_text([reply.text], seconds, **sampling)[0]
         if conditioning == "projector":
-            return self.decoder.from_embeddings(reply.conditioning[None] / 10, seconds, **sampling)[0]
+            return self.decoder.from_embeddings(reply.conditioning[None] / TARGET_SCALE, seconds, **sampling)[0]
         raise ValueError(f"conditioning must be 'text' or 'projector', not {conditioning!r}")

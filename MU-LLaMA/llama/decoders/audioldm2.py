@@ -87,6 +87,28 @@ class AudioLDM2Decoder:
                                     f"(one latent frame), and finite, not {seconds}")
         return seconds
 
+    @torch.no_grad()
+    def targets(self, texts: list[str], dropout: bool = False) -> torch.Tensor:
+        """What MuMu-LLaMA's projector learns to write for each text (before TARGET_SCALE): [B, 1,
+        condition_size], the T5 states of the text padded or cut to `prompt_tokens` (padded positions
+        included, as MusicGen's target; `from_embeddings` attends to all of them) followed by the 8 GPT-2
+        states diffusers generates from it, flattened as `from_embeddings` splits them. `dropout`: the
+        text encoders in train mode (the original's noisy targets)."""
+        pipe = self.pipe
+        device = pipe.text_encoder_2.device
+        inputs = pipe.tokenizer_2(list(texts), padding="max_length", max_length=self.prompt_tokens, truncation=True,
+                                  return_tensors="pt").to(device)
+        encoders = (pipe.text_encoder, pipe.text_encoder_2)
+        for encoder in encoders:
+            encoder.train(dropout)
+        try:
+            prompt = pipe.text_encoder_2(**inputs).last_hidden_state
+            generated = pipe.encode_prompt(list(texts), device, 1, False)[2]
+        finally:
+            for encoder in encoders:
+                encoder.eval()
+        return torch.cat([prompt.flatten(1), generated.flatten(1)], dim=1)[:, None]
+
     def from_text(self, texts: list[str], seconds: float, seed: int | None = None, steps: int = 200,
                   waveforms: int = 3, negative_prompt: str = "Low quality.") -> list[np.ndarray]:
         """One mono float32 waveform at `sample_rate` per text, as the released inference made it: the

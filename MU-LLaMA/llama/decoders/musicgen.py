@@ -119,10 +119,20 @@ class MusicGenDecoder:
                               return_tensors="pt").to(self.device)
 
     @torch.no_grad()
-    def text_states(self, texts: list[str]) -> torch.Tensor:
+    def text_states(self, texts: list[str], dropout: bool = False) -> torch.Tensor:
         """T5's last hidden states [B, 128, condition_dim] of `texts` padded or cut to 128 tokens, padded
-        positions included (the original's decoder-alignment target, before its x10), in eval mode."""
-        return self.model.text_encoder(**self.text_inputs(texts)).last_hidden_state
+        positions included (the original's decoder-alignment target, before its x10). In eval mode, or
+        with `dropout` in train mode, as the original computed them (each call then draws new noise)."""
+        encoder = self.model.text_encoder
+        encoder.train(dropout)
+        try:
+            return encoder(**self.text_inputs(texts)).last_hidden_state
+        finally:
+            encoder.eval()
+
+    def targets(self, texts: list[str], dropout: bool = False) -> torch.Tensor:
+        """What MuMu-LLaMA's projector learns to write for each text (before TARGET_SCALE): [B, 128, width]."""
+        return self.text_states(texts, dropout)
 
     def from_text(self, texts: list[str], seconds: float, temperature: float | None = None, seed: int | None = None,
                   guidance_scale: float = 3.5) -> list[np.ndarray]:

@@ -7,13 +7,18 @@ stable layer norm, so a MERT checkpoint folder loads into HubertModel after a co
 What MU-LLaMA takes from MERT is, per clip, the time-mean of every hidden state: [L + 1, hidden].
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import HubertConfig, HubertModel
 
 from ..audio import AudioError
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only building a MERT imports it
+    from transformers import HubertConfig
 
 # HubertConfig fields a MERT config.json carries under the same names.
 _SHARED_FIELDS = [
@@ -37,6 +42,8 @@ def hubert_config(mert: dict) -> HubertConfig:
     if mert.get("deepnorm"):
         raise ValueError("this MERT checkpoint uses DeepNorm (deepnorm: true), which HuBERT lacks")
     fields = {k: mert[k] for k in _SHARED_FIELDS if k in mert}
+    from transformers import HubertConfig
+
     return HubertConfig(**fields, conv_pos_batch_norm=False, num_feat_extract_layers=len(fields["conv_dim"]))
 
 
@@ -52,6 +59,8 @@ class MERT(torch.nn.Module):
 
     def __init__(self, config: HubertConfig, sample_rate: int = 24000, do_normalize: bool = False):
         super().__init__()
+        from transformers import HubertModel
+
         self.model = HubertModel(config)
         self.sample_rate = sample_rate
         self.do_normalize = do_normalize

@@ -95,7 +95,9 @@ def config_from_shapes(state: dict, args) -> MuMuConfig:
         vivit_tokens=state["iu_vivit_agg.weight"].shape[1], vivit_dim=state["iu_vivit_proj.weight"].shape[1],
         bridge_width=state["mu_mert_f1_1.weight"].shape[0], lora_rank=lora[0].shape[0] if lora else 16,
         music_decoder=decoder, projector_queries=state["output_projector.query_embs"].shape[1],
-        projector_out=out, prompt_template="alpaca")
+        projector_out=out, projector_width=state["output_projector.fc.weight"].shape[0],
+        projector_layers=len({k.split(".")[4] for k in state if k.startswith("output_projector.tfm.encoder.layers.")}),
+        prompt_template="alpaca")
 
 
 def trained_state(tensors: dict, base: dict) -> dict:

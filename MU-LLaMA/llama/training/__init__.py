@@ -1,7 +1,8 @@
 """Training MU-LLaMA: the run configuration (`config`) and the engine (`engine`) that
-`MU-LLaMA/train.py` drives, for every phase, on one process or many (DDP, FSDP2)."""
+`MU-LLaMA/train.py` drives, for every MU-LLaMA phase and MuMu-LLaMA stage (`mumu`), on one process or
+many (DDP, FSDP2)."""
 
 from .config import DataSource, TrainConfig, parse_overrides
-from .engine import train
+from .engine import dry_run, train
 
-__all__ = ["DataSource", "TrainConfig", "parse_overrides", "train"]
+__all__ = ["DataSource", "TrainConfig", "dry_run", "parse_overrides", "train"]

@@ -8,7 +8,10 @@ from pathlib import Path
 import yaml
 
 from ..mu_llama import PHASES
+from ..mumu_llama import DECODER_CONDITIONING, STAGES
 from ..prompt import TOKENIZATIONS
+
+MODELS = ("mu-llama", "mumu")
 
 
 @dataclass
@@ -16,11 +19,15 @@ class DataSource:
     path: str
     audio_root: str | None = None  # default: the folder of `path`
     ratio: float | None = None  # share of an epoch (mix: ratio); None for plain concatenation
+    task: str | None = None  # MuMu-LLaMA: "caption_to_music" turns caption records into stage-2 requests
 
 
 @dataclass
 class TrainConfig:
-    phase: str = "pretrain"
+    model: str = "mu-llama"  # or "mumu": MuMu-LLaMA (M2UGen), trained by `stage`
+    phase: str = "pretrain"  # MU-LLaMA
+    stage: int = 1  # MuMu-LLaMA: 1 encoder alignment, 2 decoder alignment, 3 instruction tuning
+    train_gates: bool = False  # MuMu-LLaMA: train the attention gates too (the original never does)
     # model
     llama_path: str = ""  # --llama_dir of inference.py; base weights in llama_path/llama_type
     llama_type: str = "7B"
@@ -30,6 +37,18 @@ class TrainConfig:
     bridge_width: int | None = None  # default 4 x LLaMA width
     lora_rank: int = 16
     base_dtype: str = "bfloat16"  # frozen LLaMA weights; trained tensors are always fp32
+    # MuMu-LLaMA: the image and video encoders, the music decoder (targets), and its compatibility switches
+    vit_path: str | None = None
+    vivit_path: str | None = None
+    music_decoder: str = "musicgen"
+    music_decoder_path: str | None = None  # needed when targets are not cached, or with upstream_targets
+    projector_width: int = 512  # a new model's output projector (the released: 512 wide, 4 + 4 layers)
+    projector_layers: int = 4
+    vit_cache: str | None = None  # folders written by data/cache_features.py
+    vivit_cache: str | None = None
+    target_cache: str | None = None
+    upstream_targets: bool = False  # original: targets from T5 in train mode (dropout), recomputed each step
+    upstream_loss_offset: bool = False  # original: +100 added to the CE of rows with a music caption
     # data
     data: list[DataSource] = field(default_factory=list)
     feature_cache: str | None = None  # folder written by data/cache_features.py
@@ -83,6 +102,13 @@ class TrainConfig:
                 except ValueError:
                     raise SystemExit(f"{f.name} must be a number, not {raw[f.name]!r}") from None
         config = cls(**raw)
+        if config.model not in MODELS:
+            raise SystemExit(f"model must be one of {', '.join(MODELS)}, not {config.model!r}")
+        if config.model == "mumu" and config.stage not in STAGES:
+            raise SystemExit(f"stage must be one of {', '.join(map(str, STAGES))}, not {config.stage!r}")
+        if config.model == "mumu" and config.music_decoder not in DECODER_CONDITIONING:
+            raise SystemExit(f"music_decoder must be one of {', '.join(DECODER_CONDITIONING)}, "
+                             f"not {config.music_decoder!r}")
         if config.phase not in PHASES:
             raise SystemExit(f"phase must be one of {', '.join(PHASES)}, not {config.phase!r}")
         if config.tokenization not in TOKENIZATIONS:

@@ -1,0 +1,212 @@
+"""Training MuMu-LLaMA: one stage's model, data, loss and checkpoint format, for the shared engine.
+
+Stage 1 starts from the base LLaMA (`build.initial_mumu_tensors`); stages 2 and 3 from the previous
+stage's checkpoint (`pretrained_path`, or the released checkpoint.pth). Each stage trains
+`MuMuLLaMA.trained_names(stage, train_gates)`; every checkpoint keeps all the tensors any stage trains
+(`MuMuLLaMA.checkpoint_state`) plus the head's [AUD] rows, so that the next stage, `inference.py` and
+`llama.load` read it alike.
+"""
+
+import sys
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ..audio import SAMPLE_RATE
+from ..build import check_encoders, initial_mumu_tensors, mumu_llama
+from ..data.cache_features import FeatureCache
+from ..data.dataset import mix
+from ..data.mumu import MODEL_MODALITY, MuMuDataset, caption_key, check_records, collate_mumu, load_mumu_records
+from ..decoders import load_decoder
+from ..encoders.vit import load_vit
+from ..encoders.vivit import load_vivit
+from ..files import CheckpointError
+from ..formats.mert import load_mert
+from ..formats.mumu import HEAD_ROWS, read_mumu, save_mumu
+from ..mumu_llama import AUDIO_TOKENS, MODALITIES, TARGET_SCALE, MuMuConfig
+from ..paths import llama_folder
+from .config import TrainConfig
+from .engine import Run
+
+CACHE_KEYS = {"music": "feature_cache", "image": "vit_cache", "video": "vivit_cache"}
+ENCODER_KEYS = {"music": ("mert", "mert_path", load_mert), "image": ("vit", "vit_path", load_vit),
+                "video": ("vivit", "vivit_path", load_vivit)}
+
+
+def cache_shape(modality: str, cache: FeatureCache) -> tuple[int, int]:
+    meta = cache.meta
+    return (meta["layers"], meta["hidden"]) if modality == "music" else (meta["tokens"], meta["width"])
+
+
+def encoder_shape(modality: str, encoder) -> tuple[int, int]:
+    return (encoder.num_layers, encoder.hidden_size) if modality == "music" else (encoder.tokens, encoder.width)
+
+
+def load_inputs(config: TrainConfig, device) -> tuple[dict, dict]:
+    """({modality: feature cache}, {"mert"/"vit"/"vivit": encoder or None}): a modality is read from its
+    cache when the config names one, else encoded by its encoder when the config names that."""
+    caches = {m: FeatureCache(getattr(config, key)) for m, key in CACHE_KEYS.items() if getattr(config, key)}
+    for modality, cache in caches.items():
+        if not len(cache):
+            raise SystemExit(f"{CACHE_KEYS[modality]}: {cache.folder} holds no features; run "
+                             "MU-LLaMA/data/cache_features.py first")
+    encoders = {}
+    for modality, (name, key, load) in ENCODER_KEYS.items():
+        path = getattr(config, key)
+        encoders[name] = load(path, device=device) if path and modality not in caches else None
+    return caches, encoders
+
+
+def model_config(config: TrainConfig, caches: dict, encoders: dict, target_shape) -> MuMuConfig:
+    """A new MuMu-LLaMA's config: sizes from the encoders or caches given (the released sizes for a
+    modality given neither), the projector's output from the targets' shape."""
+    fields = {"music": ("mert_layers", "mert_dim"), "image": ("vit_tokens", "vit_dim"),
+              "video": ("vivit_tokens", "vivit_dim")}
+    shapes = {}
+    for modality, (name, _, _) in ENCODER_KEYS.items():
+        shape = (cache_shape(modality, caches[modality]) if modality in caches
+                 else encoder_shape(modality, encoders[name]) if encoders[name] is not None else None)
+        if shape is not None:
+            shapes.update(zip(fields[modality], shape, strict=True))
+    if target_shape is not None:
+        shapes["projector_queries"], shapes["projector_out"] = target_shape
+    return MuMuConfig(query_layer=config.query_layer, bridge_width=config.bridge_width, lora_rank=config.lora_rank,
+                      music_decoder=config.music_decoder, prompt_template=config.prompt_template,
+                      projector_width=config.projector_width, projector_layers=config.projector_layers, **shapes)
+
+
+def check_caches(mumu_config: MuMuConfig, caches: dict) -> None:
+    for modality, cache in caches.items():
+        if cache_shape(modality, cache) != mumu_config.encoder_shape(modality):
+            raise SystemExit(f"{CACHE_KEYS[modality]} {cache.folder} holds {cache_shape(modality, cache)} features, "
+                             f"the model's {modality} bridge reads {mumu_config.encoder_shape(modality)}")
+
+
+def build_dataset(config: TrainConfig, tokenizer, caches: dict, encoders: dict, target_cache, sample_rate: int):
+    """The mixed dataset of every source, each checked up front: (dataset, report, captions kept)."""
+    # a record modality the model can take: its features are cached, or its encoder is loaded
+    usable = [r for r, m in MODEL_MODALITY.items()
+              if m in caches or encoders[ENCODER_KEYS[m][0]] is not None]
+    datasets, report, captions = [], [], set()
+    for source in config.data:
+        records = load_mumu_records(source.path, source.audio_root, source.task)
+        kept, problems = check_records(records, tokenizer, config.max_words, usable, config.prompt_template,
+                                       config.tokenization, caches)
+        report.append({"path": source.path, "records": len(records), "kept": len(kept), "left_out": dict(problems)})
+        if problems:
+            print(f"{source.path}: {len(records) - len(kept)} of {len(records)} records left out: "
+                  + ", ".join(f"{n} {why}" for why, n in problems.items()), file=sys.stderr)
+        if not kept:
+            raise SystemExit(f"{source.path}: no usable record (see above)")
+        captions.update(r.caption for r in kept if r.caption is not None)
+        vivit = encoders["vivit"]
+        datasets.append(MuMuDataset(kept, tokenizer, config.max_words, config.prompt_template, config.tokenization,
+                                    caches, target_cache, sample_rate, vivit.frames if vivit is not None else 32))
+    ratios = [d.ratio for d in config.data]
+    if any(r is not None for r in ratios) and not all(r is not None for r in ratios):
+        raise SystemExit("give a ratio for every data source, or for none (plain concatenation)")
+    return mix(datasets, ratios if ratios[0] is not None else None, config.seed), report, captions
+
+
+def load_targets(config: TrainConfig, device) -> tuple:
+    """(target cache or None, decoder or None, the targets' [queries, width] or None): targets come from
+    the cache unless `upstream_targets` asks for the original's noisy ones, else from the decoder."""
+    cache = FeatureCache(config.target_cache) if config.target_cache and not config.upstream_targets else None
+    if cache is not None and len(cache):
+        return cache, None, tuple(cache.meta["shape"])
+    if config.music_decoder_path:
+        decoder = load_decoder(config.music_decoder, config.music_decoder_path, device=device)
+        return cache, decoder, tuple(decoder.targets(["music"]).shape[1:])
+    return cache, None, None
+
+
+def mumu_run(config: TrainConfig, device) -> Run:
+    caches, encoders = load_inputs(config, device)
+    target_cache, decoder, target_shape = load_targets(config, device)
+    folder = llama_folder(config.llama_path, config.llama_type)
+    if config.pretrained_path:  # the previous stage's checkpoint (or the released checkpoint.pth)
+        tensors, mumu_config, embedded = read_mumu(config.pretrained_path)
+        if mumu_config.music_decoder != config.music_decoder:
+            raise SystemExit(f"{config.pretrained_path} was trained for {mumu_config.music_decoder}, the config "
+                             f"says music_decoder: {config.music_decoder}")
+    else:
+        mumu_config, embedded = model_config(config, caches, encoders, target_shape), {}
+        tensors = initial_mumu_tensors(mumu_config, folder, config.seed)
+    try:
+        check_encoders(mumu_config, encoders)
+    except CheckpointError as e:
+        raise SystemExit(str(e)) from None
+    check_caches(mumu_config, caches)
+    if target_shape is not None and target_shape != (mumu_config.projector_queries, mumu_config.projector_out):
+        raise SystemExit(f"the decoder-alignment targets are {list(target_shape)}, the model's projector writes "
+                         f"[{mumu_config.projector_queries}, {mumu_config.projector_out}]: another music decoder")
+    model, tokenizer = mumu_llama(mumu_config, folder, tensors, embedded, source=config.pretrained_path or folder,
+                                  device=device, dtype=getattr(torch, config.base_dtype), **encoders)
+    # Whatever a checkpoint keeps stays in fp32 (trained or not in this stage), as the file holds it.
+    kept = set(model.checkpoint_state())
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in kept:
+                param.data = (tensors[name] if name in tensors else param.data).to(device=device, dtype=torch.float32)
+    model.llama.checkpointing = config.grad_checkpointing
+    model.set_stage(config.stage, config.train_gates)
+    head_rows = model.llama.output.weight[-len(AUDIO_TOKENS):].detach().float().cpu().clone()
+
+    sample_rate = model.mert.sample_rate if model.mert is not None else SAMPLE_RATE
+    dataset, report, captions = build_dataset(config, tokenizer, caches, encoders, target_cache, sample_rate)
+    if captions and target_cache is not None:
+        missing = sum(caption_key(c) not in target_cache for c in captions)
+        if missing:
+            raise SystemExit(f"{missing} of {len(captions)} music captions are not in target_cache "
+                             f"{config.target_cache}: run MU-LLaMA/data/cache_features.py --music_decoder_path ... "
+                             "on the same data")
+    elif captions and decoder is None:
+        raise SystemExit("music answers need their decoder-alignment targets: give target_cache (cache_features.py"
+                         " --music_decoder_path) or music_decoder_path")
+
+    def encode(modality: str, items: list) -> torch.Tensor:
+        if torch.is_tensor(items[0]):  # cached features
+            return torch.stack(items)
+        with torch.no_grad():
+            if modality == "music":
+                return model.mert.layer_means(items)
+            return model.encoder(modality).features(items)
+
+    def step(network, batch) -> dict:
+        tokens, labels = batch["tokens"].to(device), batch["labels"].to(device)
+        inputs = {}
+        for modality in MODALITIES:
+            rows = [i for i, x in enumerate(batch[modality]) if x is not None]
+            if rows:
+                features = encode(modality, [batch[modality][i] for i in rows])
+                inputs[modality] = (torch.tensor(rows, device=device), features.to(device))
+        targets = batch.get("targets")
+        captions = batch["captions"]
+        if targets is None and decoder is not None and any(c is not None for c in captions):
+            rows = [i for i, c in enumerate(captions) if c is not None]
+            # the original's target: T5 in train mode with upstream_targets (new dropout noise each time)
+            with torch.autocast(torch.device(device).type, enabled=False):
+                states = TARGET_SCALE * decoder.targets([captions[i] for i in rows], dropout=config.upstream_targets)
+            targets = states.new_zeros(len(captions), *states.shape[1:])
+            targets[rows] = states
+        ce, mse = network(tokens, labels, inputs, None if targets is None else targets.to(device))
+        parts = {"loss": ce + mse, "ce": ce, "mse": mse}
+        if config.upstream_loss_offset:  # the original's +100 on rows with a music caption (no gradient)
+            offset = ce.new_tensor(100.0 * sum(c is not None for c in captions) / len(captions))
+            parts = {"loss": parts["loss"] + offset, "ce": ce, "mse": mse, "loss_offset": offset}
+        return parts
+
+    def write(path: Path, tensors: dict, extra: dict):
+        save_mumu(path, {**tensors, HEAD_ROWS: head_rows}, model.config, **extra)
+
+    def read(path: Path) -> dict:
+        tensors = read_mumu(path)[0]
+        tensors.pop(HEAD_ROWS, None)
+        return tensors
+
+    collate = partial(collate_mumu, pad_id=max(tokenizer.pad_id, 0))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    report = {"stage": config.stage, "trained_tensors": len(trainable), "data": report}
+    return Run(model, dataset, collate, step, write, read, [e for e in encoders.values() if e is not None], report)
+
