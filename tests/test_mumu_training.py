@@ -291,3 +291,29 @@ def test_stages_chain_resume_exactly_and_load_for_inference(mumu_setup, tmp_path
     image = load_image(mumu_setup / "media" / "image0.png")
     reply = pipe.respond([Request("Make music for this picture", image=image)], max_new_tokens=4)[0]
     assert len(reply.tokens) == 4
+
+
+@pytest.mark.slow
+def test_two_fsdp_processes_follow_one_process(mumu_setup, tmp_path):
+    """Stage 1 with every modality (encoders on every process, model sharded by FSDP2): 2 gloo processes x
+    batch 1 = 1 process x batch 2, killed after a step and resumed."""
+    import os
+    import subprocess
+
+    settings = ["epochs=1", "accum_iter=1", "log_every=1"]
+    stage(mumu_setup, tmp_path / "one", "batch_size=2", *settings)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(ROOT / "MU-LLaMA" / "train.py"), "--config", str(mumu_setup / "stage1.yaml"), "--output_dir",
+               str(tmp_path / "two"), "--set", "batch_size=1", "fsdp=true", *settings]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*command, "max_steps=1"], check=True, capture_output=True, env=env)
+    subprocess.run([*command, "--resume"], check=True, capture_output=True, env=env)
+    single = [json.loads(x) for x in (tmp_path / "one" / "log.jsonl").open()][1:]
+    double = [json.loads(x) for x in (tmp_path / "two" / "log.jsonl").open()]
+    double = [r for r in double if "step" in r]
+    assert len(single) == len(double) == 3
+    for a, b in zip(single, double, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-4
+    one = load_file(tmp_path / "one" / "checkpoint.safetensors")
+    two = load_file(tmp_path / "two" / "checkpoint.safetensors")
+    assert one.keys() == two.keys() and all(torch.allclose(one[k], two[k], atol=1e-5) for k in one)

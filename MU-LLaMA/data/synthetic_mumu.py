@@ -174,13 +174,17 @@ def check_stage3(pipe, root, target_cache) -> dict:
     colours = sorted(COLOURS)
     targets = _targets(target_cache, [COLOUR_MUSIC[c] for c in colours])
     facts = json.loads((root / "images.json").read_text())
-    nearest_own = 0
+    nearest_own, own, others = 0, [], []
     for record_, reply in zip(records, replies, strict=True):
         if reply.conditioning is None:
             continue
         distances = ((targets - reply.conditioning.float()[None]) ** 2).mean(dim=(1, 2))
-        nearest_own += colours[int(distances.argmin())] == facts[Path(record_["input_file"]).name]["colour"]
+        k = colours.index(facts[Path(record_["input_file"]).name]["colour"])
+        nearest_own += int(distances.argmin()) == k
+        own.append(distances[k].item())
+        others.append(torch.cat([distances[:k], distances[k + 1:]]).mean().item())
     with_audio = sum(r.conditioning is not None for r in replies)
     return {"n": len(records), "audio_tokens_in_order": with_audio / len(records),
+            "mse_to_own_colour_target": float(np.mean(own)), "mse_to_other_colours_targets": float(np.mean(others)),
             "nearest_is_own_colour": nearest_own / len(records), "chance": 1 / len(colours),
             "examples": [r.text for r in replies[:3]]}
