@@ -317,3 +317,58 @@ def test_two_fsdp_processes_follow_one_process(mumu_setup, tmp_path):
     one = load_file(tmp_path / "one" / "checkpoint.safetensors")
     two = load_file(tmp_path / "two" / "checkpoint.safetensors")
     assert one.keys() == two.keys() and all(torch.allclose(one[k], two[k], atol=1e-5) for k in one)
+
+
+def test_cached_features_give_the_loss_of_encoding_on_the_fly(mumu_setup, capsys, tmp_path):
+    """cache_features.py over the same records (MERT, ViT, ViViT, and the targets): the first batch's loss
+    from the caches equals the one from the encoders and decoder run in the step."""
+    from llama.data.cache_features import main as cache_main
+
+    data = str(mumu_setup / "media" / "stage3.json")
+    stage1 = str(mumu_setup / "media" / "stage1.json")
+    for flag, folder, source in (("--mert_path", "MERT", stage1), ("--vit_path", "vit", stage1),
+                                 ("--vivit_path", "vivit", stage1), ("--music_decoder_path", "musicgen", data)):
+        cache_main([flag, str(mumu_setup / folder), "--data", source, data, "--out", str(tmp_path / folder)])
+    printed = capsys.readouterr().out
+    assert "3 audio inputs cached" in printed and "3 image inputs cached" in printed  # gone, broken skipped
+    assert "1 video inputs cached" in printed and "4 caption targets cached" in printed
+    for source in (stage1, data):
+        settings = [f"data=[{{path: {source}}}]", "batch_size=6", "stage=3"]
+        live = dry(mumu_setup, capsys, *settings)["first_batch"]
+        cached = dry(mumu_setup, capsys, *settings, f"feature_cache={tmp_path / 'MERT'}",
+                     f"vit_cache={tmp_path / 'vit'}", f"vivit_cache={tmp_path / 'vivit'}",
+                     f"target_cache={tmp_path / 'musicgen'}")["first_batch"]
+        assert cached == pytest.approx(live, rel=1e-5, abs=1e-6)
+
+
+def test_coco_captions_file_reads_as_stage_one_records(tmp_path):
+    from llama.data.mumu import load_mumu_records
+
+    coco = {"info": {}, "licenses": [], "images": [{"id": 7, "file_name": "COCO_train2014_000000000007.jpg"}],
+            "annotations": [{"id": 1, "image_id": 7, "caption": "A dog on a sofa. "},
+                            {"id": 2, "image_id": 7, "caption": "A brown dog."}]}
+    (tmp_path / "captions_train2014.json").write_text(json.dumps(coco))
+    records = load_mumu_records(tmp_path / "captions_train2014.json", tmp_path / "train2014")
+    assert [(r.instruction, r.answer, r.input_modality, r.caption) for r in records] == [
+        ("", "A dog on a sofa.", "image", None), ("", "A brown dog.", "image", None)]
+    assert records[0].input_file == tmp_path / "train2014" / "COCO_train2014_000000000007.jpg"
+
+
+def test_audioldm2_target_is_what_its_embedding_path_reads(tmp_path):
+    """AudioLDM2's target row: the caption's T5 states padded to the prompt length, then the 8 GPT-2 states,
+    in the order `from_embeddings` splits the projector output."""
+    from llama.decoders import load_decoder
+    from llama.testing.decoders import write_tiny_audioldm2
+
+    write_tiny_audioldm2(tmp_path / "audioldm2")
+    decoder = load_decoder("audioldm2", tmp_path / "audioldm2")
+    target = decoder.targets(["a calm piano piece", "fast drums"])
+    assert target.shape == (2, 1, decoder.condition_size)
+    pipe = decoder.pipe
+    inputs = pipe.tokenizer_2(["fast drums"], padding="max_length", max_length=decoder.prompt_tokens,
+                              truncation=True, return_tensors="pt")
+    split = decoder.prompt_tokens * decoder.prompt_dim
+    assert torch.allclose(target[1, 0, :split], pipe.text_encoder_2(**inputs).last_hidden_state.flatten(), atol=1e-5)
+    generated = pipe.encode_prompt(["fast drums"], "cpu", 1, False)[2]
+    assert torch.allclose(target[1, 0, split:], generated.flatten(), atol=1e-6)
+    assert not pipe.text_encoder_2.training

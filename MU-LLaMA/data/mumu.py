@@ -9,6 +9,7 @@ them, and carries its caption C: the text the decoder-alignment target is made f
 """
 
 import hashlib
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -51,14 +52,21 @@ def caption_key(caption: str) -> str:
 
 def load_mumu_records(path, root=None, task: str | None = None) -> list[MuMuRecord]:
     """The records of a JSON list or JSONL file; input files resolved against `root` (default: beside it).
-    MusicQA records (`audio_name`, text answers) are read too, as audio -> text records.
+    MusicQA records (`audio_name`, text answers) are read too, as audio -> text records, and a COCO
+    captions file (`coco_records`) as image -> caption records.
     task "caption_to_music" (stage 2, from MUCaps-style records): each answer text C becomes the request
     "C" answered with "C [AUD0]..[AUD7]", whose target is C's; the input is dropped."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, not {task!r}")
     path = Path(path)
-    raw = read_json_records(path)
     root = Path(root) if root is not None else path.parent
+    if path.suffix == ".json" and path.is_file():
+        coco = json.loads(path.read_text())
+        if isinstance(coco, dict) and {"images", "annotations"} <= set(coco):
+            if task is not None:
+                raise ValueError(f"{path} is a COCO captions file: task {task!r} takes music caption records")
+            return coco_records(coco, root)
+    raw = read_json_records(path)
     records = []
     for i, item in enumerate(raw):
         try:
@@ -79,6 +87,17 @@ def load_mumu_records(path, root=None, task: str | None = None) -> list[MuMuReco
             raise ValueError(f"{path}, record {i}: expected {{'input_file', 'output_file', 'conversation': "
                              f"[{{'from': 'human', 'value', 'input_modality'}}, {{'from': 'gpt', 'value', "
                              f"'output_modality', 'caption'}}]}}, got {str(item)[:200]}") from e
+    return records
+
+
+def coco_records(coco: dict, root: Path) -> list[MuMuRecord]:
+    """A COCO captions file as it is downloaded (`captions_train2014.json`: "images" with `id` and
+    `file_name`, "annotations" with `image_id` and `caption`): one image -> caption record per caption,
+    with the empty instruction of stage 1; images resolved against `root`."""
+    files = {image["id"]: image["file_name"] for image in coco["images"]}
+    records = []
+    for note in coco["annotations"]:
+        records.append(MuMuRecord("", note["caption"].strip(), root / files[note["image_id"]], "image", None))
     return records
 
 

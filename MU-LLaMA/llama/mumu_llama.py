@@ -195,6 +195,12 @@ class MuMuLLaMA(nn.Module):
 
     # --- training ------------------------------------------------------------------------------
 
+    def optional_names(self) -> set[str]:
+        """What a batch may leave without gradient: the bridges (no input of their kind) and the projector
+        (no music answer)."""
+        groups = self.parameter_groups()
+        return {n for g in ("music_bridge", "image_bridge", "video_bridge", "projector") for n in groups[g]}
+
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         """What a checkpoint keeps, under this module's names: every group any stage (or the gates
         switch) trains. The frozen base and the encoders are not in it."""
@@ -205,11 +211,23 @@ class MuMuLLaMA(nn.Module):
         """The training step's (CE, MSE), bridges included (so that DDP and FSDP see them run).
         inputs: {modality: (rows [n], encoder outputs [n, tokens or layers, width])} for the rows of the
         batch that have that input; the other rows get a zero feature, i.e. the bare prefix rows."""
-        features = {}
-        for modality, (rows, encoded) in inputs.items():
-            vectors = self.features(modality, encoded)
-            features[modality] = vectors.new_zeros(tokens.shape[0], vectors.shape[-1]).index_copy(0, rows, vectors)
-        return self.loss(tokens, labels, features, targets)
+        features, idle = {}, 0.0
+        for modality in MODALITIES:
+            if modality in inputs:
+                rows, encoded = inputs[modality]
+                vectors = self.features(modality, encoded)
+                features[modality] = vectors.new_zeros(tokens.shape[0], vectors.shape[-1]).index_copy(0, rows, vectors)
+            elif torch.is_grad_enabled():  # see `idle` below
+                idle = idle + 0 * self.features(modality, self.prefix_query.weight.new_zeros(
+                    1, *self.config.encoder_shape(modality))).sum()
+        ce, mse = self.loss(tokens, labels, features, targets)
+        if torch.is_grad_enabled() and not (targets is not None and (labels == self.audio_token_ids[0]).any()):
+            states = self.prefix_query.weight.new_zeros(1, len(AUDIO_TOKENS), self.llama.args.dim)
+            idle = idle + 0 * self.project(states).sum()
+        # Every bridge and the projector take part in every step, weighted 0 where the batch has no input
+        # for them: under FSDP each process then reduces the same gradients whatever its batch holds. The
+        # engine drops such all-zero gradients (Run.optional), so AdamW skips them as if never computed.
+        return ce + idle, mse
 
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor, features: dict[str, torch.Tensor | None],
              targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

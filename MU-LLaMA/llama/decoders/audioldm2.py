@@ -103,7 +103,9 @@ class AudioLDM2Decoder:
             encoder.train(dropout)
         try:
             prompt = pipe.text_encoder_2(**inputs).last_hidden_state
-            generated = pipe.encode_prompt(list(texts), device, 1, False)[2]
+            # one text at a time: diffusers pads a batch to its longest prompt and GPT-2 then generates from
+            # right-padded inputs, so a text's states would depend on the batch it came in
+            generated = torch.cat([pipe.encode_prompt([text], device, 1, False)[2] for text in texts])
         finally:
             for encoder in encoders:
                 encoder.eval()

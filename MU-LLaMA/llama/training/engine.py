@@ -67,6 +67,7 @@ class Run:
     read: Callable[[Path], dict]
     encoders: list = field(default_factory=list)
     report: dict = field(default_factory=dict)  # what a dry run and the log say of the data
+    optional: set = field(default_factory=set)  # names of parameters a batch may not reach (all-zero gradients dropped)
 
 
 def mu_llama_run(config: TrainConfig, device) -> Run:
@@ -215,6 +216,21 @@ def dry_run(config: TrainConfig) -> dict:
             "samples": len(run.dataset), **run.report}
 
 
+def drop_unreached(params: list, world: int, device) -> None:
+    """Drop the gradients of parameters no micro-batch on any process reached (all zero everywhere), so
+    that AdamW skips them (no weight decay, no moment update) as it skips a parameter without gradient.
+    Decided over all processes: a shard can be all zero (or empty) on one process and not on another."""
+    if not params:
+        return
+    local = [p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad for p in params]
+    reached = torch.tensor([bool(g is not None and g.any()) for g in local], dtype=torch.float32, device=device)
+    if world > 1:
+        dist.all_reduce(reached, op=dist.ReduceOp.MAX)
+    for param, flag in zip(params, reached.tolist(), strict=True):
+        if not flag:
+            param.grad = None
+
+
 def train(config: TrainConfig, resume: bool = False):
     rank, world, local_rank = init_distributed()
     device = resolve_device(config, local_rank)
@@ -236,6 +252,7 @@ def train(config: TrainConfig, resume: bool = False):
     effective_batch = config.batch_size * config.accum_iter * world
     peak_lr = config.lr if config.lr is not None else config.blr * effective_batch / 256
     optimizer = make_optimizer(model, config, peak_lr)
+    optional = [p for n, p in model.named_parameters() if n in run.optional and p.requires_grad]  # after sharding
     position = {"epoch": 0, "iteration": 0, "step": 0}
     if resume and (out / "train_state.pt").exists():
         # Every process reads the full tensors; under FSDP each keeps its shard of them.
@@ -296,6 +313,7 @@ def train(config: TrainConfig, resume: bool = False):
             tokens_seen += int((batch["labels"] != IGNORE_INDEX).sum()) * world
             if not last_micro:
                 continue
+            drop_unreached(optional, world, device)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)

@@ -208,5 +208,6 @@ def mumu_run(config: TrainConfig, device) -> Run:
     collate = partial(collate_mumu, pad_id=max(tokenizer.pad_id, 0))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     report = {"stage": config.stage, "trained_tensors": len(trainable), "data": report}
-    return Run(model, dataset, collate, step, write, read, [e for e in encoders.values() if e is not None], report)
+    return Run(model, dataset, collate, step, write, read, [e for e in encoders.values() if e is not None], report,
+               model.optional_names())
 
