@@ -54,6 +54,32 @@ def test_each_stage_trains_what_the_original_trains(model, stage):
     assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n in trained)
 
 
+def test_trained_groups_replace_the_stage_and_unknown_groups_are_named(model):
+    groups = model.parameter_groups()
+    assert model.trained_names(1, groups=["projector", "prefix"]) == groups["projector"] + groups["prefix"]
+    assert set(model.trained_names(3, True, ["prefix"])) == set(groups["prefix"] + groups["gates"])
+    with pytest.raises(ValueError, match=r"unknown parameter groups \['lm_head'\]"):
+        model.trained_names(1, groups=["lm_head"])
+
+
+def test_audio_rows_train_through_the_tied_head_only():
+    """train_embedding: audio_rows (Transformer.trained_rows): the base rows get an exactly zero gradient,
+    the last rows get the head's, and nothing flows back through the input."""
+    model = random_model(tiny_args(tie_embeddings=True, vocab_size=40))
+    model.tok_embeddings.weight.requires_grad_(True)
+    model.trained_rows = 8
+    tokens = torch.tensor([[1, 5, 35, 36, 7]])
+    full = random_model(tiny_args(tie_embeddings=True, vocab_size=40))
+    assert torch.equal(model(tokens), full(tokens))  # the same logits
+    model(tokens).logsumexp(-1).sum().backward()
+    grad = model.tok_embeddings.weight.grad
+    assert not grad[:-8].any() and grad[-8:].abs().sum() > 0
+    from llama.training import TrainConfig
+
+    with pytest.raises(SystemExit, match="weight_decay: 0"):
+        TrainConfig.load(ROOT / "configs" / "demo-mumu.yaml", {"weight_decay": 0.05})
+
+
 def test_loss_reads_the_states_that_predict_the_audio_tokens(model):
     aud = model.audio_token_ids
     tokens = torch.tensor([[1, 5, 6, 7, 9, *aud, 11], [1, 5, 6, 7, 9, 10, 12, 13, 14, 15, 16, 17, 18, 19]])

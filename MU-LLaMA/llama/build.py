@@ -15,7 +15,7 @@ from .files import CheckpointError, page_dropper
 from .formats import read_llama
 from .formats.mert import load_mert
 from .formats.mu_llama import read_mu_llama_with_base
-from .formats.mumu import HEAD_ROWS, is_mumu_checkpoint, read_mumu
+from .formats.mumu import EMBEDDING_ROWS, HEAD_ROWS, is_mumu_checkpoint, read_mumu
 from .model import ModelArgs, Transformer, is_added_parameter
 from .mu_llama import MULLaMA, MULLaMAConfig
 from .mumu_llama import AUDIO_TOKENS, MuMuConfig, MuMuLLaMA
@@ -262,9 +262,18 @@ def mumu_llama(config: MuMuConfig, folder, tensors: dict, embedded: dict, *, sou
         for key, value in embedded.items():
             state[key] = value.to(device=device, dtype=dtype, copy=True)
             drop(value)
-    else:  # this project's file: the trained embedding and the head's [AUD] rows over llama_dir's base
-        state["tok_embeddings.weight"] = tensors.pop("llama.tok_embeddings.weight")
-        state["output.weight"] = torch.cat([state["output.weight"], tensors.pop(HEAD_ROWS).to(state["output.weight"])])
+    else:  # this project's file: the trained embedding (or its [AUD] rows) and the head's [AUD] rows over
+        # llama_dir's base; a tied head is the embedding itself
+        base = state["tok_embeddings.weight"]
+        rows = tensors.pop(EMBEDDING_ROWS, None)
+        state["tok_embeddings.weight"] = (torch.cat([base, rows.to(base)]) if rows is not None
+                                          else tensors.pop("llama.tok_embeddings.weight"))
+        head = tensors.pop(HEAD_ROWS, None)
+        if not args.tie_embeddings:
+            if head is None:
+                raise CheckpointError(f"{source} lacks the output head's [AUD] rows ({HEAD_ROWS}) that an untied "
+                                      f"backbone needs: {folder} holds another model than it was trained on")
+            state["output.weight"] = torch.cat([state["output.weight"], head.to(state["output.weight"])])
     args = dataclasses.replace(args, vocab_size=state["tok_embeddings.weight"].shape[0])
     llama = build_llama(args, state, source, device, dtype)
     tokenizer = Tokenizer(find_tokenizer(folder))
@@ -290,8 +299,8 @@ def initial_mumu_tensors(config: MuMuConfig, folder, seed: int = 0) -> dict:
     """The trained tensors of a MuMu-LLaMA before stage 1, for `mumu_llama`: the bridges, prefix and
     projector at PyTorch's default initialisation (seeded), the base embedding with 8 rows of ones for
     the [AUD] tokens and 8 new head rows at nn.Linear's default initialisation (as the original; the
-    head rows are never trained). The backbone's norms come from the base; gates, biases and LoRA
-    start as `init_added_parameters` sets them."""
+    head rows are never trained; none for a tied head, which is the embedding). The backbone's norms
+    come from the base; gates, biases and LoRA start as `init_added_parameters` sets them."""
     args, state = read_llama(folder, **config.backbone_args())
     torch.manual_seed(seed)
     with torch.device("meta"):  # only the new modules are materialised
@@ -301,7 +310,8 @@ def initial_mumu_tensors(config: MuMuConfig, folder, seed: int = 0) -> dict:
     embedding = state["tok_embeddings.weight"]
     tensors["llama.tok_embeddings.weight"] = torch.cat(
         [embedding, torch.ones(len(AUDIO_TOKENS), args.dim, dtype=embedding.dtype)])
-    tensors[HEAD_ROWS] = torch.nn.Linear(args.dim, len(AUDIO_TOKENS), bias=False).weight.detach()
+    if not args.tie_embeddings:  # a tied head is the embedding, [AUD] rows included
+        tensors[HEAD_ROWS] = torch.nn.Linear(args.dim, len(AUDIO_TOKENS), bias=False).weight.detach()
     return tensors
 
 

@@ -207,6 +207,10 @@ class Transformer(nn.Module):
         if args.tie_embeddings:
             self.output.weight = self.tok_embeddings.weight
         self.checkpointing = False  # recompute each block in backward (training memory for compute)
+        # k: only the last k rows of a tied embedding train, and only as rows of the head (the demo MuMu-LLaMA's
+        # [AUD] rows): no gradient flows through the input, so backward stops at the first layer that trains
+        # something, and the head's weight gradient is computed for those rows only
+        self.trained_rows: int | None = None
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """The parameters no base checkpoint holds or that a phase may train, by the modules that own
@@ -243,6 +247,8 @@ class Transformer(nn.Module):
         mask = self._mask(slots, start + S, pad)
 
         h = self.tok_embeddings(tokens)
+        if self.trained_rows:
+            h = h.detach()
         for i, layer in enumerate(self.layers):
             layer_adapter = adapters.get(i) if adapters else None
             if self.checkpointing and self.training and torch.is_grad_enabled():
@@ -254,8 +260,15 @@ class Transformer(nn.Module):
             cache.length += S
         if last_only:
             h = h[:, -1:]
-        logits = linear(self.norm(h), self.output).float()
+        logits = self._head(self.norm(h))
         return (logits, h) if hidden else logits
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.trained_rows
+        if not k:
+            return linear(x, self.output).float()
+        weight = self.output.weight
+        return torch.cat([F.linear(x, weight[:-k].detach()), F.linear(x, weight[-k:])], dim=-1).float()
 
     @staticmethod
     def _mask(slots: torch.Tensor, end: int, pad: torch.Tensor | None):

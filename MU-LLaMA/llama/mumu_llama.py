@@ -31,8 +31,9 @@ MODALITIES = ("music", "image", "video")  # the order of the layer groups, first
 BRIDGES = {"music": ("music_bridge", "mu_mert"), "image": ("image_bridge", "iu_vit"),
            "video": ("video_bridge", "iu_vivit")}
 # The projector's output for each music decoder: (query rows, width). MusicGen reads 128 rows of its
-# T5 width; AudioLDM2 one row holding 128 x 1024 T5 states and 8 x 768 GPT-2 states.
-DECODER_CONDITIONING = {"musicgen": (128, 768), "audioldm2": (1, 128 * 1024 + 8 * 768)}
+# T5 width; AudioLDM2 one row holding 128 x 1024 T5 states and 8 x 768 GPT-2 states; the demo's note-event
+# decoder (decoders/notes.py) one row of 64.
+DECODER_CONDITIONING = {"musicgen": (128, 768), "audioldm2": (1, 128 * 1024 + 8 * 768), "notes": (1, 64)}
 AUDIO_TOKENS = tuple(f"[AUD{i}]" for i in range(8))
 # The decoder-alignment target is the decoder's conditioning times this (the original's; at inference
 # the projector output is divided by it before the decoder).
@@ -67,6 +68,7 @@ class MuMuConfig:
     projector_out: int | None = None
     projector_width: int = 512  # the projector's transformer (released: 512 wide, 4 + 4 layers)
     projector_layers: int = 4
+    projector_standardize: bool = False  # fixed input statistics (output_projector.py; the demo's, not released)
     prompt_template: str = "alpaca"
 
     def __post_init__(self):
@@ -116,7 +118,8 @@ class MuMuLLaMA(nn.Module):
             setattr(self, attribute, Bridge(*config.encoder_shape(modality), dim, width))
         self.prefix_query = nn.Embedding(3 * config.query_layer, dim)
         self.output_projector = OutputProjector(dim, config.projector_out, config.projector_queries,
-                                                config.projector_width, config.projector_layers)
+                                                config.projector_width, config.projector_layers,
+                                                config.projector_standardize)
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by the module that owns them: each bridge, the prefix, the projector, the
@@ -130,18 +133,23 @@ class MuMuLLaMA(nn.Module):
             groups[group] = [f"llama.{n}" for n in names]
         return groups
 
-    def trained_names(self, stage: int, train_gates: bool = False) -> list[str]:
-        """What `stage` trains: the original's set (STAGES), plus the gates with `train_gates`."""
+    def trained_names(self, stage: int, train_gates: bool = False, groups: list[str] | None = None) -> list[str]:
+        """What `stage` trains: the original's set (STAGES), plus the gates with `train_gates`; `groups`
+        (names of `parameter_groups`) replaces the stage's set."""
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {tuple(STAGES)}, not {stage!r}")
-        groups = self.parameter_groups()
-        trains = STAGES[stage] + (("gates",) if train_gates else ())
-        return [n for group in trains for n in groups[group]]
+        owned = self.parameter_groups()
+        unknown = sorted(set(groups or ()) - set(owned))
+        if unknown:
+            raise ValueError(f"unknown parameter groups {unknown}; known: {sorted(owned)}")
+        trains = tuple(groups) if groups is not None else STAGES[stage]
+        trains += ("gates",) if train_gates and "gates" not in trains else ()
+        return [n for group in trains for n in owned[group]]
 
-    def set_stage(self, stage: int, train_gates: bool = False) -> list[str]:
-        """Freeze everything but the stage's trainable set, cast that set to fp32 (as the original);
-        returns its names."""
-        names = set(self.trained_names(stage, train_gates))
+    def set_stage(self, stage: int, train_gates: bool = False, groups: list[str] | None = None) -> list[str]:
+        """Freeze everything but the stage's trainable set (or `groups`), cast that set to fp32 (as the
+        original); returns its names."""
+        names = set(self.trained_names(stage, train_gates, groups))
         for name, param in self.named_parameters():
             param.requires_grad_(name in names)
             if name in names:
@@ -205,6 +213,7 @@ class MuMuLLaMA(nn.Module):
         """What a checkpoint keeps, under this module's names: every group any stage (or the gates
         switch) trains. The frozen base and the encoders are not in it."""
         names = {n for group in self.parameter_groups().values() for n in group}
+        names |= {f"output_projector.{n}" for n, _ in self.output_projector.named_buffers()}
         return {k: v for k, v in self.state_dict().items() if k in names}
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor, inputs: dict, targets: torch.Tensor | None = None):

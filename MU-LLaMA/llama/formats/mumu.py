@@ -12,7 +12,9 @@ weights).
 The safetensors file holds what stage training changes: the bridges, `prefix_query`, the projector,
 the backbone's norms, biases, LoRA and gates, the whole embedding (trained in stages 1-2) and the
 output head's rows for the added [AUD] tokens (random, never trained, but they decide when [AUD]
-tokens are written). The rest of the backbone comes from --llama_dir.
+tokens are written; absent for a backbone whose head is its embedding, as SmolLM2's). A model trained
+with only the embedding's [AUD] rows keeps those rows instead of the whole embedding. The rest of the
+backbone comes from --llama_dir.
 """
 
 import argparse
@@ -27,6 +29,9 @@ from ..model import is_added_parameter
 from ..mumu_llama import AUDIO_TOKENS, BRIDGES, DECODER_CONDITIONING, MuMuConfig, from_upstream, to_upstream
 
 HEAD_ROWS = "llama.output.added_rows"  # the head's [AUD] rows, in the safetensors file only
+# The embedding's [AUD] rows alone, in place of the whole embedding, when training left the base rows as
+# they were (train_embedding: audio_rows): the base rows then come from --llama_dir.
+EMBEDDING_ROWS = "llama.tok_embeddings.added_rows"
 
 
 def is_mumu_key(key: str) -> bool:

@@ -49,6 +49,13 @@ class TrainConfig:
     target_cache: str | None = None
     upstream_targets: bool = False  # original: targets from T5 in train mode (dropout), recomputed each step
     upstream_loss_offset: bool = False  # original: +100 added to the CE of rows with a music caption
+    # MuMu-LLaMA: parameter groups to train instead of the stage's (MuMuLLaMA.parameter_groups names)
+    trained_groups: list[str] | None = None
+    # all: the whole embedding trains where the stage trains it (original). audio_rows: only its 8 [AUD]
+    # rows, and only as rows of the output head (a backbone whose head is its embedding, as SmolLM2's): the
+    # base rows keep their values exactly, checkpoints keep the 8 rows only, and with no trained group below
+    # the first adapted layer the backward pass stops there (the demo model's choice)
+    train_embedding: str = "all"
     # data
     data: list[DataSource] = field(default_factory=list)
     feature_cache: str | None = None  # folder written by data/cache_features.py
@@ -106,6 +113,11 @@ class TrainConfig:
             raise SystemExit(f"model must be one of {', '.join(MODELS)}, not {config.model!r}")
         if config.model == "mumu" and config.stage not in STAGES:
             raise SystemExit(f"stage must be one of {', '.join(map(str, STAGES))}, not {config.stage!r}")
+        if config.train_embedding not in ("all", "audio_rows"):
+            raise SystemExit(f"train_embedding must be all or audio_rows, not {config.train_embedding!r}")
+        if config.train_embedding == "audio_rows" and (config.weight_decay or config.fsdp):
+            raise SystemExit("train_embedding: audio_rows keeps the base rows by zeroing their gradients, which "
+                             "weight decay would still shrink and FSDP shards: set weight_decay: 0 and fsdp: false")
         if config.model == "mumu" and config.music_decoder not in DECODER_CONDITIONING:
             raise SystemExit(f"music_decoder must be one of {', '.join(DECODER_CONDITIONING)}, "
                              f"not {config.music_decoder!r}")

@@ -23,7 +23,7 @@ from ..encoders.vit import load_vit
 from ..encoders.vivit import load_vivit
 from ..files import CheckpointError
 from ..formats.mert import load_mert
-from ..formats.mumu import HEAD_ROWS, read_mumu, save_mumu
+from ..formats.mumu import EMBEDDING_ROWS, HEAD_ROWS, read_mumu, save_mumu
 from ..mumu_llama import AUDIO_TOKENS, MODALITIES, TARGET_SCALE, MuMuConfig
 from ..paths import llama_folder
 from .config import TrainConfig
@@ -150,8 +150,21 @@ def mumu_run(config: TrainConfig, device) -> Run:
             if name in kept:
                 param.data = (tensors[name] if name in tensors else param.data).to(device=device, dtype=torch.float32)
     model.llama.checkpointing = config.grad_checkpointing
-    model.set_stage(config.stage, config.train_gates)
-    head_rows = model.llama.output.weight[-len(AUDIO_TOKENS):].detach().float().cpu().clone()
+    try:
+        model.set_stage(config.stage, config.train_gates, config.trained_groups)
+    except ValueError as e:
+        raise SystemExit(f"trained_groups: {e}") from None
+    n = len(AUDIO_TOKENS)
+    tied = model.llama.args.tie_embeddings
+    # a tied head is the embedding: its [AUD] rows are saved with it
+    head = {} if tied else {HEAD_ROWS: model.llama.output.weight[-n:].detach().float().cpu()}
+    embedding = model.llama.tok_embeddings.weight
+    if config.train_embedding == "audio_rows" and embedding.requires_grad:
+        if not tied:
+            raise SystemExit("train_embedding: audio_rows trains the [AUD] rows as rows of the output head, which "
+                             f"{config.llama_path}'s head is not (untied): use train_embedding: all")
+        # The base rows get an exactly zero gradient, and Adam moves no row that never had one.
+        model.llama.trained_rows = n
 
     sample_rate = model.mert.sample_rate if model.mert is not None else SAMPLE_RATE
     dataset, report, captions = build_dataset(config, tokenizer, caches, encoders, target_cache, sample_rate)
@@ -198,11 +211,17 @@ def mumu_run(config: TrainConfig, device) -> Run:
         return parts
 
     def write(path: Path, tensors: dict, extra: dict):
-        save_mumu(path, {**tensors, HEAD_ROWS: head_rows}, model.config, **extra)
+        if config.train_embedding == "audio_rows":
+            tensors = dict(tensors)
+            tensors[EMBEDDING_ROWS] = tensors.pop("llama.tok_embeddings.weight")[-n:]
+        save_mumu(path, {**tensors, **head}, model.config, **extra)
 
     def read(path: Path) -> dict:
         tensors = read_mumu(path)[0]
         tensors.pop(HEAD_ROWS, None)
+        rows = tensors.pop(EMBEDDING_ROWS, None)
+        if rows is not None:
+            tensors["llama.tok_embeddings.weight"] = torch.cat([embedding.detach()[:-n].float().cpu(), rows])
         return tensors
 
     collate = partial(collate_mumu, pad_id=max(tokenizer.pad_id, 0))
