@@ -1,6 +1,7 @@
 """A tiny MuMu-LLaMA release in the real formats: the LLaMA folder (Meta shard + the real 32k
 tokenizer), MERT, ViT, ViViT and MusicGen folders, and an M2UGen-layout checkpoint.pth."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -62,16 +63,43 @@ def tiny_mumu(tokenizer: Tokenizer, seed: int = 0, steps: int = 60, **config) ->
     return model.requires_grad_(False).eval()
 
 
+def chained_mumu(tokenizer: Tokenizer, seed: int = 0, **config) -> MuMuLLaMA:
+    """tiny_mumu's model untrained (steps=0), rewired so that greedy decoding after any alpaca prompt writes
+    [AUD0] .. [AUD7] and then EOS: a release whose model asks for music whatever the request, built in
+    seconds (write_tiny_mumu_release(..., build=chained_mumu)) where training takes most of a minute.
+    How: with every block's output projection (wo, w2 and their LoRA halves) zero, the last hidden state is
+    the current token's normalised embedding, and the head row of the token that follows it in the chain
+    prompt end -> [AUD0] .. [AUD7] -> EOS is that state, scaled far above every other row (and rounded to
+    values bf16 and fp16 both hold)."""
+    model = tiny_mumu(tokenizer, seed, steps=0, **config)
+    llama = model.llama
+    with torch.no_grad():
+        for name, p in llama.named_parameters():
+            if name.split(".")[-2] in ("wo", "w2", "lora_wo_l2", "lora_w2_l2"):
+                p.zero_()
+        prompt_end = tokenizer.encode(format_prompt("any request", "alpaca"))[-1]
+        chain = [prompt_end, *model.audio_token_ids, tokenizer.eos_id]
+        head = llama.output.weight
+        scale = 100 * head.norm(dim=1).max()
+        for token, following in zip(chain[:-1], chain[1:], strict=True):
+            state = llama.norm(llama.tok_embeddings.weight[token])
+            head[following] = exact(scale * state / state.norm())
+    return model
+
+
 def file_state(folder: Path) -> dict:
     """The tensors of a folder's weight file, as the original keeps a frozen copy of them."""
     found = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     return load_file(found[0]) if found[0].suffix == ".safetensors" else torch.load(found[0], weights_only=True)
 
 
-def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0, decoder: str = "musicgen") -> dict:
+def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0, decoder: str = "musicgen",
+                            build: Callable[..., MuMuLLaMA] = tiny_mumu) -> dict:
     """LLaMA/{7B/, tokenizer.model}, MERT/, vit/, vivit/, the decoder folder and checkpoint.pth (M2UGen
     layout: `module.` keys, fp16 LLaMA, frozen encoder and decoder copies, optimizer state, Namespace).
-    With decoder "audioldm2", the projector writes that pipeline's one flat row, as M2UGen-AudioLDM2's."""
+    With decoder "audioldm2", the projector writes that pipeline's one flat row, as M2UGen-AudioLDM2's.
+    build(tokenizer, seed, **config) makes the model: tiny_mumu (trained on LESSONS; most of a minute on a
+    busy CPU) or chained_mumu (untrained, answers every request with the eight [AUD] tokens; seconds)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "LLaMA").mkdir(exist_ok=True)
     (root / "LLaMA" / "tokenizer.model").write_bytes(sentencepiece_model.read_bytes())
@@ -80,10 +108,10 @@ def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0
     if decoder == "audioldm2":
         write_tiny_audioldm2(root / decoder)
         size = load_decoder(decoder, root / decoder).condition_size
-        model = tiny_mumu(tokenizer, seed, music_decoder=decoder, projector_queries=1, projector_out=size)
+        model = build(tokenizer, seed, music_decoder=decoder, projector_queries=1, projector_out=size)
     else:
         write_tiny_musicgen(root / decoder)
-        model = tiny_mumu(tokenizer, seed)
+        model = build(tokenizer, seed)
     a = model.llama.args
     # Meta's base has 32000 rows; the checkpoint's LLaMA carries the [AUD] rows too.
     base = {k.removeprefix("llama."): v[:32000] if "tok_embeddings" in k or "output." in k else v

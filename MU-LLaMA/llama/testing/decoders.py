@@ -4,7 +4,9 @@ facebook/musicgen-small has it, and an AudioLDM2 diffusers pipeline folder as cv
 The configs keep the real ones' fields and conventions (32 kHz codec at 50 frames/s with 4 codebooks,
 16 kHz vocoder with a 160-sample hop, T5 limited to 128 tokens for AudioLDM2, 8 GPT-2 tokens) at a tiny
 width. No tokenizer files ship offline, so both tokenizers are trained here from a small text: a
-SentencePiece unigram model with T5's special ids for T5, a byte-level BPE for CLAP's RoBERTa.
+SentencePiece unigram model with T5's special ids for T5, a byte-level BPE for CLAP's RoBERTa. The
+tiny CLAP inside AudioLDM2 is also written alone, as a laion/clap-htsat-unfused folder, for the
+generation metrics.
 """
 
 import io
@@ -84,6 +86,39 @@ def roberta_tokenizer(folder, model_max_length: int = 512, vocab_size: int = 400
     return tokenizer
 
 
+# CLAP's audio branch reads its spectrogram as a square image as many frames wide as it has mel bins, so
+# CLAP's 10 s input (480,000 samples at 48 kHz) must make at most that many frames: with 64 bins a
+# 7900-sample hop makes 61.
+CLAP_HOP = 7900
+
+
+def tiny_clap(vocab_size: int, width: int = 16, mel_bins: int = 64) -> ClapModel:
+    """A random CLAP: a 2-layer RoBERTa text branch and a 2-stage HTS-AT audio branch over `mel_bins`
+    mel bands, both projected to `width`."""
+    text_config = ClapTextConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=37, num_hidden_layers=2,
+                                 num_attention_heads=2, max_position_embeddings=514, bos_token_id=0, pad_token_id=1,
+                                 eos_token_id=2, projection_dim=width)
+    audio_config = ClapAudioConfig(spec_size=mel_bins, window_size=4, num_mel_bins=mel_bins, intermediate_size=37,
+                                   depths=[2, 2], num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=192,
+                                   patch_size=2, patch_stride=2, patch_embed_input_channels=4, projection_dim=width)
+    return ClapModel(ClapConfig(text_config=text_config.to_dict(), audio_config=audio_config.to_dict(),
+                                projection_dim=width))
+
+
+def write_tiny_clap(folder, seed: int = 0) -> ClapModel:
+    """A laion/clap-htsat-unfused-style folder: config.json, model.safetensors, the RoBERTa tokenizer
+    files and preprocessor_config.json (48 kHz ClapFeatureExtractor), each loading with its
+    transformers class. Half the mel bins of AudioLDM2's tiny CLAP, a quarter of its audio patches:
+    32 bins, and a 16000-sample hop for 31 frames. Returns the model that was saved."""
+    folder = Path(folder)
+    tokenizer = roberta_tokenizer(folder)
+    torch.manual_seed(seed)
+    model = tiny_clap(len(tokenizer), mel_bins=32).eval()
+    model.save_pretrained(folder)
+    ClapFeatureExtractor(feature_size=32, hop_length=16000).save_pretrained(folder)
+    return model
+
+
 def write_tiny_musicgen(folder, seed: int = 0):
     """A facebook/musicgen-small-style folder (config.json, model.safetensors, generation_config.json,
     tokenizer and preprocessor files) with a tiny T5, a tiny 32 kHz EnCodec and a 2-layer decoder over
@@ -136,14 +171,7 @@ def write_tiny_audioldm2(folder, seed: int = 0):
     tokenizer_2 = t5_tokenizer(folder / "tokenizer_2", model_max_length=128)
     t5_width, gpt2_width, clap_width = 32, 16, 16
     torch.manual_seed(seed)
-    text_config = ClapTextConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=37, num_hidden_layers=2,
-                                 num_attention_heads=2, max_position_embeddings=514, bos_token_id=0, pad_token_id=1,
-                                 eos_token_id=2, projection_dim=clap_width)
-    audio_config = ClapAudioConfig(spec_size=64, window_size=4, num_mel_bins=64, intermediate_size=37, depths=[2, 2],
-                                   num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=192, patch_size=2,
-                                   patch_stride=2, patch_embed_input_channels=4, projection_dim=clap_width)
-    text_encoder = ClapModel(ClapConfig(text_config=text_config.to_dict(), audio_config=audio_config.to_dict(),
-                                        projection_dim=clap_width))
+    text_encoder = tiny_clap(len(tokenizer), clap_width)
     text_encoder_2 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=t5_width, d_ff=37, d_kv=8,
                                              num_heads=2, num_layers=2, feed_forward_proj="gated-gelu"))
     # GPT-2's bos/eos id is its last token (50256 of 50257); its vocabulary is never used here.
@@ -168,6 +196,6 @@ def write_tiny_audioldm2(folder, seed: int = 0):
     pipe = AudioLDM2Pipeline(
         vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, projection_model=projection_model,
         language_model=language_model, tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
-        feature_extractor=ClapFeatureExtractor(hop_length=7900), vocoder=vocoder)
+        feature_extractor=ClapFeatureExtractor(hop_length=CLAP_HOP), vocoder=vocoder)
     pipe.save_pretrained(folder)
     return pipe
