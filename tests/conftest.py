@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -51,3 +53,19 @@ def sentencepiece_model(tmp_path_factory) -> Path:
     target = folder / "tokenizer.model"
     target.write_bytes(sentencepiece_model_file().read_bytes())
     return target
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless system Chromium driven by its system chromedriver, shared by the web demo's tests;
+    installed with apt when missing and possible (root on Debian, as in CI). Missing and not
+    installable is a failure, not a skip."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "install_browser.sh")], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"no browser for the web demo's test: {done.stderr.strip()}")
+    from screenshot_demo import open_browser
+
+    driver = open_browser()
+    yield driver
+    driver.quit()

@@ -28,8 +28,8 @@ def readme_main_command() -> str:
 
 
 def test_shipped_demo_is_small_and_loads_offline():
-    shipped = [p for p in DEMO.rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in shipped) <= 30 * 2**20
+    shipped = [p for p in DEMO.rglob("*") if p.is_file() and "mumu" not in p.relative_to(DEMO).parts]
+    assert sum(p.stat().st_size for p in shipped) <= 30 * 2**20  # demo/mumu has its own budget (test_demo_mumu)
     model = llama.load(DEMO / "checkpoint.safetensors", ROOT / "ckpts" / "SmolLM2-135M-Instruct", DEMO / "MERT")
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert model.template == "chatml" and model.model.llama.args.n_layers == 30

@@ -4,7 +4,6 @@ in a real browser, through gradio_client, and through its chat handler.
 The browser test saves a screenshot to test-artifacts/gradio_app.png (git-ignored) for a person to look at."""
 
 import importlib.util
-import shutil
 import socket
 import subprocess
 import sys
@@ -53,21 +52,6 @@ def server(model, app_args):
     demo.launch(server_name=app_args.host, server_port=app_args.port, prevent_thread_lock=True, quiet=True)
     yield f"http://{app_args.host}:{app_args.port}/"
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless system Chromium driven by its system chromedriver; installed with apt when missing
-    and possible (root on Debian, as in CI). Missing and not installable is a failure, not a skip."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "install_browser.sh")], capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.fail(f"no browser for the web demo's test: {done.stderr.strip()}")
-    from screenshot_demo import open_browser
-
-    driver = open_browser()
-    yield driver
-    driver.quit()
 
 
 def answers(chat: list) -> list[str]:

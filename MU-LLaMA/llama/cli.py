@@ -81,6 +81,10 @@ UPSTREAM_PATHS = {"model": "./ckpts/checkpoint.pth", "llama_dir": "./ckpts/LLaMA
 # The demo model: trained tensors and encoder in the repository, backbone converted by scripts/install.sh.
 DEMO_PATHS = {"model": str(ROOT / "demo" / "checkpoint.safetensors"),
               "llama_dir": str(ROOT / "ckpts" / "SmolLM2-135M-Instruct"), "mert_path": str(ROOT / "demo" / "MERT")}
+# The demo MuMu-LLaMA: the same backbone and encoder, its trained tensors and note-event decoder in demo/mumu.
+DEMO_MUMU_PATHS = {"model": str(ROOT / "demo" / "mumu" / "checkpoint.safetensors"),
+                   "llama_dir": DEMO_PATHS["llama_dir"], "mert_path": DEMO_PATHS["mert_path"],
+                   "music_decoder_path": str(ROOT / "demo" / "mumu" / "notes")}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512, temperature: float = 0.6,
@@ -124,15 +128,28 @@ def resolve_model_paths(args) -> None:
             setattr(args, key, default)
 
 
-def add_mumu_arguments(parser: argparse.ArgumentParser):
-    """MuMu-LLaMA (M2UGen): the original's flags and the music-output flags."""
-    group = parser.add_argument_group("MuMu-LLaMA / M2UGen (upstream M2UGen flags, then music output)")
+def add_mumu_model_arguments(parser: argparse.ArgumentParser):
+    """MuMu-LLaMA (M2UGen): the encoder and decoder flags (the original's) and how music is made."""
+    group = parser.add_argument_group("MuMu-LLaMA / M2UGen model (upstream M2UGen flags, then music output)")
     group.add_argument("--vit_path", help="ViT folder (google/vit-base-patch16-224-in21k), for --image_file")
     group.add_argument("--vivit_path", help="ViViT folder (google/vivit-b-16x2-kinetics400), for --video_file")
-    group.add_argument("--music_decoder", choices=["musicgen", "audioldm2"],
+    group.add_argument("--music_decoder", choices=["musicgen", "audioldm2", "notes"],
                        help="the decoder the checkpoint was trained for (default: read from the checkpoint)")
     group.add_argument("--music_decoder_path", help="MusicGen folder (facebook/musicgen-small|medium) or AudioLDM2 "
                        "pipeline folder (cvssp/audioldm2-music); without it, answers only")
+    group.add_argument("--music_conditioning", choices=["text", "projector"],
+                       help="text: the decoder reads the answer (the released code; the default); projector: the "
+                       "output projector's states (the paper; the demo model's default)")
+    group.add_argument("--music_temperature", type=non_negative_float,
+                       help="MusicGen sampling temperature, 0 = greedy (default: the decoder folder's settings)")
+    group.add_argument("--stop_rules", choices=STOP_RULES, default="default",
+                       help="upstream: the original's (EOS ignored, answer cut at its first newline)")
+
+
+def add_mumu_arguments(parser: argparse.ArgumentParser):
+    """MuMu-LLaMA (M2UGen): the model flags, the original's request flags and the music-output flags."""
+    add_mumu_model_arguments(parser)
+    group = parser.add_argument_group("MuMu-LLaMA / M2UGen request (upstream M2UGen flags, then music output)")
     group.add_argument("--prompt", nargs="+", help="one or more instructions (M2UGen; default 'Generate a music')")
     group.add_argument("--audio_file", help="a music clip the model hears (M2UGen)")
     group.add_argument("--image_file", help="an image the model sees (M2UGen)")
@@ -142,13 +159,6 @@ def add_mumu_arguments(parser: argparse.ArgumentParser):
     group.add_argument("--output_dir", default="outputs/music", help="where generated music is written (WAV)")
     group.add_argument("--music_seconds", type=positive_float,
                        help="length of generated music (default: the input clip's or video's, else 30 s, as M2UGen)")
-    group.add_argument("--music_conditioning", choices=["text", "projector"], default="text",
-                       help="text: the decoder reads the answer (the released code); projector: the output "
-                       "projector's states (the paper)")
-    group.add_argument("--music_temperature", type=non_negative_float,
-                       help="MusicGen sampling temperature, 0 = greedy (default: the decoder folder's settings)")
-    group.add_argument("--stop_rules", choices=STOP_RULES, default="default",
-                       help="upstream: the original's (EOS ignored, answer cut at its first newline)")
 
 
 def positive_float(text: str) -> float:
@@ -159,7 +169,7 @@ def positive_float(text: str) -> float:
 
 
 MUMU_FLAGS = ("vit_path", "vivit_path", "music_decoder", "music_decoder_path", "prompt", "audio_file", "image_file",
-              "video_file", "music_seconds", "music_temperature")
+              "video_file", "music_seconds", "music_temperature", "music_conditioning")
 
 
 def wants_mumu(args) -> bool:
@@ -174,8 +184,23 @@ def _dtype(args) -> torch.dtype:
     return getattr(torch, name)
 
 
+def resolve_mumu_paths(args) -> None:
+    """No model, encoder or decoder flag at all: the demo MuMu-LLaMA (said on stderr), its music made from
+    the projector's conditioning unless --music_conditioning says otherwise."""
+    flags = ("model", "llama_dir", "mert_path", "vit_path", "vivit_path", "music_decoder_path")
+    if all(getattr(args, k, None) is None for k in flags):
+        print("no --model/--llama_dir/--mert_path/--music_decoder_path given: using the small demo MuMu-LLaMA in "
+              "demo/mumu (synthetic music only; README 'The demo MuMu-LLaMA')", file=sys.stderr)
+        vars(args).update(DEMO_MUMU_PATHS)
+        if getattr(args, "music_conditioning", None) is None:
+            args.music_conditioning = "projector"
+    if getattr(args, "music_conditioning", None) is None:
+        args.music_conditioning = "text"
+
+
 def load_mumu_model(args) -> MuMuPipeline:
     check_device(args.device)
+    resolve_mumu_paths(args)
     args.model = args.model or UPSTREAM_PATHS["model"]
     args.llama_dir = args.llama_dir or UPSTREAM_PATHS["llama_dir"]
     if args.audio_file and not args.mert_path:
