@@ -1,0 +1,133 @@
+"""Rebuild the demo MuMu-LLaMA in demo/mumu from scratch: synthetic music and requests -> note-event
+decoder -> features and targets -> train.py -> export -> quality table.
+
+    .venv/bin/python scripts/build_demo_mumu.py            # the shipped demo/mumu
+    .venv/bin/python scripts/build_demo_mumu.py --clips 30 --requests 40 --test_requests 6 --decoder_steps 20 \\
+        --set max_steps=2 --out outputs/demo-mumu-smoke --export outputs/demo-mumu-smoke/export   # smoke run (CI)
+
+1. `--clips` synthetic clips of 3 s (data/synthetic.py, seed 1: not the clips demo/MERT was trained on),
+   each asked every kind of question; `--requests` text -> music requests and two edits per clip
+   (data/synthetic_requests.py); the first 20 % of clips and `--test_requests` requests held out.
+2. The note-event decoder (decoders/notes.py) learns to read the set's captions.
+3. Every clip's features by the shipped demo encoder (demo/MERT, frozen) and every caption's target
+   (10 x the decoder's conditioning) are cached.
+4. train.py trains configs/demo-mumu.yaml on SmolLM2-135M-Instruct, then the projector alone, started
+   afresh with its input standardised by statistics of the phase-1 model's [AUD] states on the training
+   answers (`--statistics_batches`), with configs/demo-mumu-projector.yaml (--set applies to both).
+5. The trained tensors and the decoder go to `--export`; the held-out quality table (scripts/eval_generation
+   checks in llama.data.generation_checks) to EXPORT/quality.json, and printed.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+import llama
+from llama.build import initial_mumu_tensors
+from llama.cli import UsageError, add_debug_argument, positive_int, run_main
+from llama.data import synthetic
+from llama.data.cache_features import FeatureCache, build_cache, build_target_cache
+from llama.data.generation_checks import check_generation, markdown_table
+from llama.data.synthetic_requests import make_request_dataset
+from llama.decoders.notes import train_note_decoder
+from llama.formats.mumu import read_mumu, save_mumu
+from llama.paths import llama_folder
+from llama.training import TrainConfig, parse_overrides, train
+from llama.training.engine import build_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@torch.no_grad()
+def projector_statistics(config: TrainConfig, batches: int) -> dict:
+    """The projector's input mean and std per channel over the first `batches` batches of the config's data,
+    taken through the training step itself (so the states are exactly those the projector will learn from)."""
+    run = build_run(config, "cpu")
+    run.model.eval()
+    seen = []
+    hook = run.model.output_projector.register_forward_pre_hook(
+        lambda module, inputs: seen.append((inputs[0].float() + inputs[1].float()).flatten(0, 1)))
+    for start in range(0, min(batches * config.batch_size, len(run.dataset)), config.batch_size):
+        run.step(run.model, run.collate([run.dataset[i] for i in range(start, start + config.batch_size)]))
+    hook.remove()
+    projector = run.model.output_projector
+    projector.set_input_statistics(torch.cat(seen))
+    return {f"output_projector.{n}": b.clone() for n, b in projector.named_buffers()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="outputs/demo-mumu", help="working folder (data, decoder, caches, training)")
+    parser.add_argument("--export", default="demo/mumu", help="where the shipped files go")
+    parser.add_argument("--config", default="configs/demo-mumu.yaml")
+    parser.add_argument("--projector_config", default="configs/demo-mumu-projector.yaml")
+    parser.add_argument("--llama_dir", default="ckpts/SmolLM2-135M-Instruct")
+    parser.add_argument("--mert_path", default="demo/MERT", help="the (frozen) music encoder")
+    parser.add_argument("--clips", type=positive_int, default=1000)
+    parser.add_argument("--requests", type=positive_int, default=2000, help="text -> music training requests")
+    parser.add_argument("--test_requests", type=positive_int, default=100)
+    parser.add_argument("--decoder_steps", type=positive_int, default=300)
+    parser.add_argument("--statistics_batches", type=positive_int, default=50,
+                        help="batches whose [AUD] states set the projector's input statistics")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="train.py config overrides")
+    add_debug_argument(parser)
+    args = parser.parse_args(argv)
+    if args.clips < 5:
+        raise UsageError("--clips must be at least 5 (a fifth is held out)")
+    out, export = Path(args.out), Path(args.export)
+
+    data = out / "synthetic"
+    synthetic.make_dataset(data, clips=args.clips, seconds=3.0, seed=args.seed, per_clip=3)
+    make_request_dataset(data, requests=args.requests, test_requests=args.test_requests, seed=args.seed)
+    decoder = train_note_decoder(out / "notes", steps=args.decoder_steps, seed=args.seed)
+    mert = llama.load_mert(args.mert_path)
+    build_cache(mert, sorted((data / "audios").glob("*.wav")), out / "cache", batch_size=32)
+    captions = [r["conversation"][1]["caption"] for split in ("generate", "edit") for part in ("train", "test")
+                for r in json.loads((data / f"{split}_{part}.json").read_text())]
+    build_target_cache(decoder, captions, out / "targets", batch_size=256)
+
+    overrides = {"llama_path": args.llama_dir, "mert_path": args.mert_path, "feature_cache": str(out / "cache"),
+                 "target_cache": str(out / "targets"), "output_dir": str(out / "train"),
+                 "data": [{"path": str(data / "generate_train.json")},
+                          {"path": str(data / "edit_train.json"), "audio_root": str(data)},
+                          {"path": str(data / "train.json"), "audio_root": str(data / "audios")}],
+                 **parse_overrides(args.set)}
+    config = TrainConfig.load(args.config, overrides)
+    train(config, resume=(out / "train" / "train_state.pt").exists())
+
+    # Phase 2: the projector alone (configs/demo-mumu-projector.yaml), started afresh with its input
+    # standardised by statistics measured on the training answers through the phase-1 model.
+    fresh = out / "fresh-projector.safetensors"
+    overrides.update(output_dir=str(out / "projector"), pretrained_path=str(fresh), data=overrides["data"][:2])
+    projector = TrainConfig.load(args.projector_config, overrides)
+    if not (out / "projector" / "train_state.pt").exists():
+        tensors, mumu_config, _ = read_mumu(out / "train" / "checkpoint.safetensors")
+        mumu_config.projector_standardize = True
+        initial = initial_mumu_tensors(mumu_config, llama_folder(args.llama_dir, None), config.seed)
+        tensors.update({k: v for k, v in initial.items() if k.startswith("output_projector.")})
+        save_mumu(fresh, tensors, mumu_config)
+        tensors.update(projector_statistics(projector, args.statistics_batches))
+        save_mumu(fresh, tensors, mumu_config)
+    train(projector, resume=(out / "projector" / "train_state.pt").exists())
+
+    export.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoint.safetensors", "checkpoint.json"):
+        shutil.copyfile(out / "projector" / name, export / name)
+    shutil.copytree(out / "notes", export / "notes", dirs_exist_ok=True)
+
+    pipe = llama.load_mumu(export / "checkpoint.safetensors", args.llama_dir, mert_path=args.mert_path,
+                           music_decoder_path=export / "notes")
+    quality = check_generation(pipe, data, FeatureCache(out / "cache"))
+    (export / "quality.json").write_text(json.dumps(quality, indent=1))
+    print(markdown_table(quality))
+    print(f"demo MuMu-LLaMA written to {export}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_main(main)
