@@ -4,6 +4,12 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the CI's 2 cores (pyproject: -n 2): one compute thread each, inherited by the
+    # scripts tests start. Two threads each would oversubscribe the cores, and OpenMP's spinning waits then
+    # slow every parallel region many times over.
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
 
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -69,3 +75,9 @@ def browser():
     driver = open_browser()
     yield driver
     driver.quit()
+
+
+def pytest_collection_modifyitems(items):
+    """The learning tests are the longest chain (about 9 minutes in one process): collected first, so that with
+    two test processes (-n 2, whole files to each) one starts them while the other works through the rest."""
+    items.sort(key=lambda item: item.path.name != "test_learning.py")
