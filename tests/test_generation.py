@@ -90,3 +90,48 @@ def test_adapter_reaches_generation(model):
     adapters = {len(model.layers) - 2: adapter[:, 0], len(model.layers) - 1: adapter[:, 1]}  # the last 2 layers
     adapted = generate(model, tok, PROMPTS, max_new_tokens=8, adapters=adapters)
     assert [c.tokens for c in plain] != [c.tokens for c in adapted]
+
+
+MANY = [p + tail for p in PROMPTS for tail in ("", " again", " and a third time over")]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 5])
+def test_continuous_batching_gives_each_prompt_its_answer_alone(model, batch_size):
+    tok = ByteTokenizer(eos_id=-5)
+    free = generate(model, tok, MANY, max_new_tokens=14)
+    tok.eos_id = free[0].tokens[4]  # a common token: answers now end at different steps, some run out
+    lengths = {len(c.tokens) for c in generate(model, tok, MANY, max_new_tokens=14)}
+    assert len(lengths) >= 3
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.attention.gate.fill_(1.5)
+    adapter = torch.randn(len(MANY), model.args.dim) * 3
+    adapters = {len(model.layers) - 1: adapter}
+    finished = []
+    queued = generate(model, tok, MANY, max_new_tokens=14, adapters=adapters, batch_size=batch_size,
+                      hidden_for=[tok.encode("e", bos=False)[0]], on_done=lambda i, c: finished.append((i, c)))
+    for i, prompt in enumerate(MANY):
+        alone = generate(model, tok, [prompt], max_new_tokens=14, adapters={k: v[i:i + 1] for k, v in adapters.items()},
+                         hidden_for=[tok.encode("e", bos=False)[0]])[0]
+        assert queued[i].tokens == alone.tokens
+        assert queued[i].hidden.keys() == alone.hidden.keys()
+        for step, state in alone.hidden.items():
+            assert torch.allclose(queued[i].hidden[step], state, atol=1e-5)
+    assert sorted(i for i, _ in finished) == list(range(len(MANY)))
+    assert all(queued[i] is c for i, c in finished)
+    if batch_size > 1:  # rows refill as they free: prompts finish out of order
+        assert [i for i, _ in finished] != sorted(i for i, _ in finished)
+
+
+def test_continuous_batching_streams_each_prompt(model):
+    tok = ByteTokenizer(eos_id=-5)
+    streamed = [[] for _ in MANY]
+
+    def on_token(step, tokens):
+        assert len(tokens) == len(MANY) and sum(t is not None for t in tokens) <= 4
+        for row, t in enumerate(tokens):
+            if t is not None:
+                streamed[row].append(t)
+
+    out = generate(model, tok, MANY, max_new_tokens=6, batch_size=4, on_token=on_token)
+    assert streamed == [c.tokens for c in out]

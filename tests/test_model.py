@@ -138,3 +138,23 @@ def test_lora_and_bias_keys_follow_upstream_names_and_start_as_identity():
         assert torch.allclose(model(tokens), plain(tokens), atol=1e-6)
         model.layers[1].feed_forward.lora_w2_l2.weight.normal_()
         assert not torch.allclose(model(tokens), plain(tokens), atol=1e-4)
+
+
+def test_slot_cache_decodes_rows_at_their_own_lengths():
+    """Rows at different lengths in one SlotCache decode as each request alone (continuous batching)."""
+    from llama.model import SlotCache
+
+    model = random_model(tiny_args(n_kv_heads=2))
+    seqs = [torch.randint(1, 97, (1, n)) for n in (3, 8, 5)]
+    with torch.no_grad():
+        cache = SlotCache(model.args, 3, 16)
+        for row, seq in enumerate(seqs):
+            own = KVCache(model.args, 1, seq.shape[1] - 1)
+            model(seq[:, :-1], cache=own)
+            cache.fill(row, own.k[:, 0], own.v[:, 0])
+        cache.release(2)  # an idle row: it does not move and does not disturb the others
+        step = model(torch.cat([seqs[0][:, -1:], seqs[1][:, -1:], seqs[2][:, -1:]]), cache=cache)
+        assert cache.lengths.tolist() == [3, 8, 0]
+        for row in (0, 1):
+            alone = model(seqs[row])[0, -1]
+            assert torch.allclose(step[row, 0], alone, atol=1e-5)

@@ -1,7 +1,9 @@
-"""Batched sampling with a KV cache sized to the request.
+"""Batched sampling with continuous batching: a fixed number of rows decode together, and a row whose
+prompt finished takes the next waiting prompt at once.
 
-Prompts of different lengths are left-padded and prefilled in one forward pass; padded slots are
-masked and rotary positions start after them, so each row decodes exactly as it would alone.
+Prompts that join together are left-padded and prefilled in one forward pass (padded slots masked,
+rotary positions after them); each then decodes in its own row of a SlotCache, from slot 0 at its
+own length, so each prompt decodes exactly as it would alone.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -9,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model import KVCache, Transformer
+from .model import KVCache, SlotCache, Transformer
 from .tokenizer import Tokenizer
 
 
@@ -45,67 +47,101 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
              seed: int | None = None, adapters: Mapping[int, torch.Tensor] | None = None,
              stop_ids: Sequence[int] | None = None, stop: Callable[[list[int]], bool] | None = None,
              hidden_for: Sequence[int] = (),
-             on_token: Callable[[int, list[int | None]], None] | None = None) -> list[Completion]:
+             on_token: Callable[[int, list[int | None]], None] | None = None,
+             batch_size: int | None = None,
+             on_done: Callable[[int, Completion], None] | None = None) -> list[Completion]:
     """Continue each prompt until it emits a stop token or `max_new_tokens` tokens.
 
     prompts: strings (encoded with BOS) or lists of token ids.
     temperature: 0 is greedy; otherwise softmax(logits / T) then nucleus sampling with `top_p`.
     seed: seeds a private generator, so the same call gives the same samples.
-    adapters: {layer: [B, dim]} adapter tokens (MU-LLaMA's music input), see Transformer.forward.
+    adapters: {layer: [len(prompts), dim]} adapter tokens (MU-LLaMA's music input), see Transformer.forward.
     stop_ids: default `[tokenizer.eos_id]`; each sequence stops at its own (the stop token is not kept).
     stop: a rule on a row's ids so far (prompt and generated): True stops the row after this token,
       which is kept (MuMu-LLaMA's original stops when the last three decode to "\n###").
     hidden_for: token ids whose pre-norm last-layer states to keep (Completion.hidden).
-    on_token(step, tokens): called after every step with each row's new token (None once finished).
+    on_token(step, tokens): called after every step with each prompt's new token (None: not decoding).
+    batch_size: prompts decoded at once (default: all). Continuous batching: when one finishes, the
+      next waiting prompt is prefilled and takes its row at the next step, so no row idles while
+      prompts wait. Greedy answers do not depend on it; sampled ones do (rows share the generator).
+    on_done(index, completion): called as each prompt finishes, in the order they finish.
     """
     ids = [tokenizer.encode(p, bos=True) if isinstance(p, str) else list(p) for p in prompts]
     if not ids or min(map(len, ids)) == 0:
         raise ValueError("generate needs at least one non-empty prompt")
-    device = model.tok_embeddings.weight.device
-    longest = max(map(len, ids))
-    pad_lens = [longest - len(p) for p in ids]
-    stop_tokens = torch.tensor(list(stop_ids) if stop_ids is not None else [tokenizer.eos_id], device=device,
-                               dtype=torch.long)
+    device, dtype = model.tok_embeddings.weight.device, model.tok_embeddings.weight.dtype
+    rows = min(batch_size or len(ids), len(ids))
+    stop_tokens = set(stop_ids if stop_ids is not None else [tokenizer.eos_id])
+    keep = set(hidden_for)
     filler = max(tokenizer.pad_id, 0)
-    tokens = torch.tensor([[filler] * n + p for n, p in zip(pad_lens, ids, strict=True)], device=device)
-    pad = torch.tensor(pad_lens, device=device) if any(pad_lens) else None
-    cache = KVCache(model.args, len(ids), longest + max_new_tokens, device=device,
-                    dtype=model.tok_embeddings.weight.dtype, pad=pad)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(seed)
-
-    out = torch.full((len(ids), max_new_tokens), filler, device=device)
-    finished = torch.zeros(len(ids), dtype=torch.bool, device=device)
-    keep = torch.tensor(list(hidden_for), device=device, dtype=torch.long)
-    hidden = [{} for _ in ids]
-    logits, states = model(tokens, cache=cache, adapters=adapters, last_only=True, hidden=True)
-    steps = 0
-    ends = [max_new_tokens] * len(ids)  # where each row's kept tokens end
-    for step in range(max_new_tokens):
-        token = next_token(logits[:, -1], temperature, top_p, generator)
-        token = torch.where(finished, filler, token)
-        out[:, step] = token
-        steps = step + 1
-        new = [None if f else t for f, t in zip(finished.tolist(), token.tolist(), strict=True)]
-        if on_token is not None:
-            on_token(step, new)
-        if len(keep):
-            for row in torch.isin(token, keep).logical_and(~finished).nonzero()[:, 0].tolist():
-                hidden[row][step] = states[row, -1]
-        stopped = torch.isin(token, stop_tokens).tolist()
-        for row, t in enumerate(new):
-            if t is not None and stopped[row]:
-                ends[row] = step
-            elif t is not None and stop is not None and stop(ids[row] + out[row, :step + 1].tolist()):
-                ends[row], stopped[row] = step + 1, True
-        finished |= torch.tensor(stopped, device=device)
-        if step + 1 == max_new_tokens or bool(finished.all()):
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    cache = SlotCache(model.args, rows, max(map(len, ids)) + max_new_tokens, device=device, dtype=dtype)
+    row_adapters = {layer: a.new_zeros(rows, a.shape[-1]) for layer, a in (adapters or {}).items()}
+    logits = torch.zeros(rows, model.args.vocab_size, device=device)
+    states = torch.zeros(rows, model.args.dim, device=device, dtype=dtype)
+    request: list[int | None] = [None] * rows  # the prompt each row decodes
+    waiting = iter(range(len(ids)))
+    generated: list[list[int]] = [[] for _ in ids]
+    hidden: list[dict[int, torch.Tensor]] = [{} for _ in ids]
+    completions: list[Completion | None] = [None] * len(ids)
+    step = 0
+    while True:
+        # free rows first: zip stops at the last free row without taking a prompt from the queue
+        joining = list(zip([r for r in range(rows) if request[r] is None], waiting, strict=False))
+        if joining:
+            new_rows, new = map(list, zip(*joining, strict=True))
+            for layer, a in row_adapters.items():
+                a[new_rows] = adapters[layer][new].to(a)
+            first_logits, first_states = prefill(model, [ids[i] for i in new], filler, cache, new_rows,
+                                                 {layer: adapters[layer][new] for layer in row_adapters})
+            logits[new_rows], states[new_rows] = first_logits, first_states
+            for row, i in joining:
+                request[row] = i
+        active = [r for r in range(rows) if request[r] is not None]
+        if not active:
             break
-        logits, states = model(token[:, None], cache=cache, adapters=adapters, last_only=True, hidden=True)
-
-    completions = []
-    for row, end, kept in zip(out[:, :steps].tolist(), ends, hidden, strict=True):
-        completions.append(Completion(tokens=row[:end], text=tokenizer.decode(row[:end]),
-                                      hidden={k: v for k, v in kept.items() if k < end}))
+        token = torch.full((rows,), filler, device=device)
+        token[active] = next_token(logits[active], temperature, top_p, generator)
+        chosen = token.tolist()
+        new_tokens: list[int | None] = [None] * len(ids)
+        for row in active:
+            i, t = request[row], chosen[row]
+            new_tokens[i] = t
+            if t in stop_tokens:
+                finished = True
+            else:
+                if t in keep:
+                    hidden[i][len(generated[i])] = states[row]
+                generated[i].append(t)
+                finished = len(generated[i]) == max_new_tokens or (stop is not None and stop(ids[i] + generated[i]))
+            if finished:
+                completions[i] = Completion(generated[i], tokenizer.decode(generated[i]), hidden[i])
+                if on_done is not None:
+                    on_done(i, completions[i])
+                request[row] = None
+                cache.release(row)
+        if on_token is not None:
+            on_token(step, new_tokens)
+        step += 1
+        if all(r is None for r in request):
+            continue  # the next prompts join, or none are left
+        feed = torch.tensor([chosen[r] if request[r] is not None else filler for r in range(rows)], device=device)
+        out, h = model(feed[:, None], cache=cache, adapters=row_adapters or None, last_only=True, hidden=True)
+        logits, states = out[:, -1], h[:, -1]
     return completions
+
+
+def prefill(model: Transformer, prompts: list[list[int]], filler: int, cache: SlotCache, rows: list[int],
+            adapters: Mapping[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run `prompts` (left-padded into one batch) and place their keys in `rows` of `cache`; returns the
+    logits and pre-norm states at each prompt's last position."""
+    device, dtype = model.tok_embeddings.weight.device, model.tok_embeddings.weight.dtype
+    longest = max(map(len, prompts))
+    pad_lens = [longest - len(p) for p in prompts]
+    tokens = torch.tensor([[filler] * n + p for n, p in zip(pad_lens, prompts, strict=True)], device=device)
+    pad = torch.tensor(pad_lens, device=device) if any(pad_lens) else None
+    own = KVCache(model.args, len(prompts), longest, device=device, dtype=dtype, pad=pad)
+    logits, states = model(tokens, cache=own, adapters=adapters or None, last_only=True, hidden=True)
+    for j, (row, n) in enumerate(zip(rows, pad_lens, strict=True)):
+        cache.fill(row, own.k[:, j, :, n:], own.v[:, j, :, n:])
+    return logits[:, -1], states[:, -1]

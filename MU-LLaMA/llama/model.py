@@ -115,11 +115,89 @@ class KVCache:
         self.pad = pad
         self.length = 0
 
+    def layout(self, S: int, device) -> tuple[torch.Tensor, torch.Tensor | str | None]:
+        """Rotary positions [B|1, S] of the next S tokens and their attention mask (see causal_mask)."""
+        slots = torch.arange(self.length, self.length + S, device=device)
+        if self.pad is None:
+            return slots[None], causal_mask(slots, self.length + S)
+        positions = (slots[None] - self.pad[:, None]).clamp(min=0)
+        return positions, padded_mask(slots, self.length + S, self.pad)
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         end = self.length + k.shape[2]
         self.k[layer, :, :, self.length:end] = k
         self.v[layer, :, :, self.length:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, S: int) -> None:
+        self.length += S
+
+
+class SlotCache:
+    """Keys and values of a decoding batch whose rows hold requests of different lengths (continuous
+    batching): row b holds its request from slot 0 to `lengths[b]`, and a decoding step writes each row
+    at its own length. A new request replaces a row's contents with `fill` (keys of its prefill)."""
+
+    def __init__(self, args: ModelArgs, rows: int, max_len: int, *, device=None, dtype=None):
+        if max_len > args.max_seq_len:
+            raise ValueError(f"a request of {max_len} tokens exceeds max_seq_len={args.max_seq_len}")
+        shape = (args.n_layers, rows, args.kv_heads, max_len, args.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.lengths = torch.zeros(rows, dtype=torch.long, device=device)
+        self.busy = torch.zeros(rows, dtype=torch.long, device=device)  # 1 where a row holds a request
+        self.rows = torch.arange(rows, device=device)
+        self.end = 0
+
+    def fill(self, row: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Row `row` takes a request whose keys and values, [layers, kv_heads, length, head_dim], are given."""
+        n = k.shape[2]
+        self.k[:, row, :, :n] = k
+        self.v[:, row, :, :n] = v
+        self.lengths[row] = n
+        self.busy[row] = 1
+
+    def release(self, row: int) -> None:
+        """Row `row` holds nothing: it stays at slot 0 (its writes are never read) until `fill`."""
+        self.lengths[row] = 0
+        self.busy[row] = 0
+
+    def layout(self, S: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        if S != 1:
+            raise ValueError("a SlotCache decodes one token per row at a time; prefill with a KVCache")
+        # keys past the longest row are never needed: attention reads only up to there
+        self.end = int(self.lengths.max()) + 1
+        keys = torch.arange(self.end, device=device)
+        return self.lengths[:, None], (keys[None, :] <= self.lengths[:, None])[:, None, None]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k[layer, self.rows, :, self.lengths] = k[:, :, 0]
+        self.v[layer, self.rows, :, self.lengths] = v[:, :, 0]
+        return self.k[layer, :, :, :self.end], self.v[layer, :, :, :self.end]
+
+    def advance(self, S: int) -> None:
+        self.lengths += S * self.busy
+
+
+def causal_mask(slots: torch.Tensor, end: int) -> torch.Tensor | str | None:
+    """Mask of the queries at `slots` over key slots 0..end-1 when no row is padded: "causal" where
+    SDPA's own flag is exact, None where nothing needs masking, else a boolean [1, 1, S, end] tensor."""
+    S = len(slots)
+    if S == 1:
+        return None
+    if S == end:
+        return "causal"
+    keys = torch.arange(end, device=slots.device)
+    return (keys[None, :] <= slots[:, None])[None, None]
+
+
+def padded_mask(slots: torch.Tensor, end: int, pad: torch.Tensor) -> torch.Tensor:
+    """Boolean [B, 1, S, end] mask over key slots 0..end-1 of left-padded rows (`pad` [B] slots each)."""
+    keys = torch.arange(end, device=slots.device)
+    mask = keys[None, :] <= slots[:, None]  # [S, L]
+    # A padded query has no real key before it; letting it see itself keeps softmax finite.
+    visible = keys[None, None, :] >= pad[:, None, None]
+    return (mask & (visible | (keys[None, :] == slots[:, None])))[:, None]
 
 
 def is_added_parameter(name: str) -> bool:
@@ -145,7 +223,7 @@ class Attention(LoRAProjections):
         if args.w_lora:
             self._add_lora(("wq", "wk", "wv", "wo"), args.lora_rank)
 
-    def forward(self, x, rotation, mask, cache: KVCache | None, adapter: torch.Tensor | None):
+    def forward(self, x, rotation, mask, cache: "KVCache | SlotCache | None", adapter: torch.Tensor | None):
         B, S, _ = x.shape
         q = apply_rotary(self._project("wq", x).view(B, S, self.n_heads, self.head_dim), rotation)
         k = apply_rotary(self._project("wk", x).view(B, S, self.n_kv_heads, self.head_dim), rotation)
@@ -227,24 +305,25 @@ class Transformer(nn.Module):
                     groups[group] += [prefix + n for n in names]
         return groups
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None,
+    def forward(self, tokens: torch.Tensor, cache: KVCache | SlotCache | None = None,
                 adapters: Mapping[int, torch.Tensor] | None = None, last_only: bool = False,
                 hidden: bool = False):
         """Logits [B, S, vocab] (fp32) for `tokens` [B, S].
 
-        cache: continue the request held in `cache` (its length is the start position).
+        cache: continue the requests held in `cache` (KVCache: one length for all rows; SlotCache:
+          one token per row, each at its own length).
         adapters: {layer index: [B, dim]}, the adapter token each of those layers attends to.
         last_only: compute logits for the last position only (what decoding needs).
         hidden: also return the last layer's output before the final norm, [B, S or 1, dim]
           (MuMu-LLaMA's output projector reads it at the [AUD] positions).
         """
-        B, S = tokens.shape
-        start = cache.length if cache is not None else 0
-        slots = torch.arange(start, start + S, device=tokens.device)
-        pad = cache.pad if cache is not None else None
-        positions = slots[None] if pad is None else (slots[None] - pad[:, None]).clamp(min=0)
+        S = tokens.shape[1]
+        if cache is None:
+            positions = torch.arange(S, device=tokens.device)[None]
+            mask = causal_mask(positions[0], S)
+        else:
+            positions, mask = cache.layout(S, tokens.device)
         rotation = rotary_embedding(positions, self.args.head_dim, self.args.rope_theta)
-        mask = self._mask(slots, start + S, pad)
 
         h = self.tok_embeddings(tokens)
         if self.trained_rows:
@@ -257,7 +336,7 @@ class Transformer(nn.Module):
             else:
                 h = layer(h, rotation, mask, cache, layer_adapter)
         if cache is not None:
-            cache.length += S
+            cache.advance(S)
         if last_only:
             h = h[:, -1:]
         logits = self._head(self.norm(h))
@@ -269,22 +348,3 @@ class Transformer(nn.Module):
             return linear(x, self.output).float()
         weight = self.output.weight
         return torch.cat([F.linear(x, weight[:-k].detach()), F.linear(x, weight[-k:])], dim=-1).float()
-
-    @staticmethod
-    def _mask(slots: torch.Tensor, end: int, pad: torch.Tensor | None):
-        """Attention mask of the queries at `slots` over key slots 0..end-1: "causal" where SDPA's
-        own flag is exact, None where nothing needs masking, else a boolean [B|1, 1, S, end] tensor."""
-        S = len(slots)
-        if pad is None:
-            if S == 1:
-                return None
-            if S == end:
-                return "causal"
-        keys = torch.arange(end, device=slots.device)
-        mask = keys[None, :] <= slots[:, None]  # [S, L]
-        if pad is not None:
-            # A padded query has no real key before it; letting it see itself keeps softmax finite.
-            visible = keys[None, None, :] >= pad[:, None, None]
-            mask = mask & (visible | (keys[None, :] == slots[:, None]))
-            return mask[:, None]
-        return mask[None, None]
