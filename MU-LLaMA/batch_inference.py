@@ -11,12 +11,12 @@ folder), or a MusicQA JSON/JSONL (its own questions; clips under --audio_root, d
 The clips of the other inputs are each asked every --question.
 
 OUTPUT gets one JSON line per (audio, question):
-    {"audio": absolute path, "question", "answer", "seconds": the pair's share of its batch's time,
+    {"audio": absolute path, "question", "answer", "seconds": wall time since the previous answer,
      "settings": {model paths, max_gen_len, temperature, top_p, seed, audio_mode, dtype, prompt_template},
      "warnings": [...] only when the clip is silent, too short or a truncated WAV (see llama.audio)}
 or, when the file cannot be read (empty, not audio, a format libsndfile cannot decode),
     {"audio", "question", "error": why}
-and the run goes on. Lines are appended and fsync'd after every batch. Re-running with the same
+and the run goes on. Each line is appended and fsync'd as its answer is complete. Re-running with the same
 OUTPUT resumes: pairs already in it are skipped -- error records count as done unless
 --retry_errors -- and a last line cut short by a kill is dropped.
 
@@ -26,6 +26,10 @@ OUTPUT.rank{R}-of-{W}.jsonl; no process group is needed. Once every rank has fin
 OUTPUT and the part files into OUTPUT (one record per pair, an answer preferred to an error, sorted
 by audio then question) and deletes the part files it merged, listing them. A resumed run skips the
 pairs in OUTPUT and in every part file, whatever number of processes wrote them.
+
+Pairs decode --batch_size at a time with continuous batching: --queue_size pairs (8 x --batch_size by
+default) are read and encoded together, and a row whose answer ended takes the next pair at once, so
+short answers never wait for long ones (README, Throughput).
 
 Decoding is greedy by default (--temperature 0): in float32 a pair gets the same answer at any
 --batch_size and on any rank; in bf16/fp16 the batch's shape can change rounding and so, rarely, a
@@ -49,6 +53,7 @@ from llama.data.dataset import load_records
 from llama.records import append_records, atomic_path, json_line, lock_output, read_jsonl
 
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
+QUEUE_FACTOR = 8  # pairs read, encoded and queued at a time, per row of --batch_size
 SETTINGS = ("model", "llama_type", "llama_dir", "mert_path", "max_gen_len", "temperature", "top_p", "seed",
             "audio_mode")
 
@@ -158,38 +163,59 @@ def make_batches(pairs: list[tuple[str, str]], batch_size: int) -> list[list[tup
 
 
 def answer_pairs(model: llama.MULLaMA, pairs: list[tuple[str, str]], output: Path, batch_size: int,
-                 settings: dict, desc: str = "answering") -> Counter:
-    """Answer `pairs`, appending their records to `output` after every batch; returns the counts."""
+                 settings: dict, desc: str = "answering", queue_size: int | None = None) -> Counter:
+    """Answer `pairs`, appending each record to `output` as its answer is complete; returns the counts.
+
+    `queue_size` pairs (default QUEUE_FACTOR x batch_size) are read and encoded at a time, then decoded
+    `batch_size` at once with continuous batching: a finished row takes the next queued pair, so only
+    the end of a queue waits on its longest answer. queue_size == batch_size gives static batches."""
     left = Counter(audio for audio, _ in pairs)  # pairs still to answer per clip, for the clips/s bar
     counts = Counter()
     progress = tqdm(total=len(left), unit="clip", desc=desc)
     with output.open("a", encoding="utf-8") as f:
-        for batch in make_batches(pairs, batch_size):
-            start = time.perf_counter()
-            clips, errors, warnings = {}, {}, {}
-            for audio in dict.fromkeys(a for a, _ in batch):
-                try:
-                    clips[audio], warnings[audio] = model.load_clip(audio)
-                except llama.AudioError as e:
-                    errors[audio] = str(e)
-                    tqdm.write(f"error record: {e}", file=sys.stderr)
-                for warning in warnings.get(audio, []):
-                    tqdm.write(f"warning: {audio}: {warning}", file=sys.stderr)
-            ready = [(a, q) for a, q in batch if a in clips]
-            answers = model.answer([clips[a] for a, _ in ready], [q for _, q in ready],
-                                   max_new_tokens=settings["max_gen_len"], temperature=settings["temperature"],
-                                   top_p=settings["top_p"], seed=settings["seed"]) if ready else []
-            share = round((time.perf_counter() - start) / max(len(ready), 1), 4)
-            records = [{"audio": a, "question": q, "answer": text, "seconds": share, "settings": settings}
-                       | ({"warnings": warnings[a]} if warnings[a] else {})
-                       for (a, q), text in zip(ready, answers, strict=True)]
-            records += [{"audio": a, "question": q, "error": errors[a]} for a, q in batch if a in errors]
+
+        def write(records: list[dict]):
             append_records(f, records)
-            counts.update(answers=len(ready), errors=len(batch) - len(ready))
-            left.subtract(a for a, _ in batch)
-            progress.update(sum(left[a] == 0 for a in dict.fromkeys(a for a, _ in batch)))
+            counts.update("answers" if "answer" in r else "errors" for r in records)
+            left.subtract(r["audio"] for r in records)
+            progress.update(sum(left[a] == 0 for a in dict.fromkeys(r["audio"] for r in records)))
+
+        for queue in make_batches(pairs, queue_size or QUEUE_FACTOR * batch_size):
+            answer_queue(model, queue, batch_size, settings, write)
     progress.close()
     return counts
+
+
+def answer_queue(model: llama.MULLaMA, queue: list[tuple[str, str]], batch_size: int, settings: dict, write):
+    """Read the queue's clips, then answer its pairs; `write` gets the error records at once and each
+    answer's record as soon as it is complete."""
+    last = time.perf_counter()
+    clips, errors, warnings = {}, {}, {}
+    for audio in dict.fromkeys(a for a, _ in queue):
+        try:
+            clips[audio], warnings[audio] = model.load_clip(audio)
+        except llama.AudioError as e:
+            errors[audio] = str(e)
+            tqdm.write(f"error record: {e}", file=sys.stderr)
+        for warning in warnings.get(audio, []):
+            tqdm.write(f"warning: {audio}: {warning}", file=sys.stderr)
+    if errors:
+        write([{"audio": a, "question": q, "error": errors[a]} for a, q in queue if a in errors])
+    ready = [(a, q) for a, q in queue if a in clips]
+
+    def answered(i: int, text: str):
+        nonlocal last
+        now = time.perf_counter()
+        audio, question = ready[i]
+        # the wall time since the previous answer (the first of a queue: since reading its clips began)
+        write([{"audio": audio, "question": question, "answer": text, "seconds": round(now - last, 4),
+                "settings": settings} | ({"warnings": warnings[audio]} if warnings[audio] else {})])
+        last = now
+
+    if ready:
+        model.answer([clips[a] for a, _ in ready], [q for _, q in ready], max_new_tokens=settings["max_gen_len"],
+                     temperature=settings["temperature"], top_p=settings["top_p"], seed=settings["seed"],
+                     batch_size=batch_size, on_answer=answered)
 
 
 def main(argv=None):
@@ -201,7 +227,11 @@ def main(argv=None):
                              "a MusicQA JSON input brings its own questions instead")
     parser.add_argument("--audio_root", help="folder of a MusicQA JSON's audio_name files (default: the JSON's folder)")
     parser.add_argument("--output", required=True, help="JSONL of records; resumed if it exists")
-    parser.add_argument("--batch_size", type=int, default=16, help="(clip, question) pairs per model call (default 16)")
+    parser.add_argument("--batch_size", type=int, default=16,
+                        help="(clip, question) pairs decoded at once, with continuous batching (default 16)")
+    parser.add_argument("--queue_size", type=int,
+                        help=f"pairs read, encoded and queued at a time (default {QUEUE_FACTOR} x --batch_size); "
+                        "equal to --batch_size: static batches, each decoded until its longest answer ends")
     parser.add_argument("--retry_errors", action="store_true",
                         help="ask again the pairs whose file could not be read (by default error records count "
                              "as done on resume)")
@@ -218,6 +248,8 @@ def main(argv=None):
         parser.error("--input is required (or --merge)")
     if args.batch_size < 1:
         parser.error("--batch_size must be at least 1")
+    if args.queue_size is not None and args.queue_size < args.batch_size:
+        parser.error(f"--queue_size must be at least --batch_size ({args.batch_size})")
     is_json = [Path(i).suffix.lower() in (".json", ".jsonl") for i in args.input]
     if args.question and all(is_json):
         parser.error("--question is not used with a MusicQA JSON input: its records bring the questions")
@@ -254,7 +286,8 @@ def answer_all(args, pairs: list[tuple[str, str]], output: Path, own: Path, rank
         if other:
             print(f"note: {other} records already written were made with other settings; they are kept",
                   file=sys.stderr)
-        counts = answer_pairs(model, todo, own, args.batch_size, settings, desc=f"{shard}answering")
+        counts = answer_pairs(model, todo, own, args.batch_size, settings, desc=f"{shard}answering",
+                              queue_size=args.queue_size)
         print(f"{shard}{counts['answers']} answers, {counts['errors']} errors written to {own}", file=sys.stderr)
     if world > 1 and rank == 0:
         print(f"when every rank has finished: python {sys.argv[0]} --output {output} --merge", file=sys.stderr)

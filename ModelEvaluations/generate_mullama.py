@@ -4,9 +4,10 @@
         --mert_path ckpts/MERT-v1-330M --data MusicQA/MusicQA/EvalMusicQA.json \\
         --audio_root MusicQA/MusicQA/audios --output results/mullama_data.json [--shuffle_audio]
 
-Writes `{audio_name: {question: answer}}` (the upstream schema) atomically after every batch, and
+Writes `{audio_name: {question: answer}}` (the upstream schema) atomically after every --queue_size pairs, and
 `OUTPUT.meta.json` beside it: model paths, decoding settings, library versions and counts.
-Re-running resumes: pairs already in OUTPUT are skipped, per pair (never per file). Decoding is
+Pairs decode --batch_size at a time with continuous batching (a row whose answer ended takes the
+next pair at once). Re-running resumes: pairs already in OUTPUT are skipped, per pair (never per file). Decoding is
 greedy unless --temperature > 0 (then seeded by --seed). Each clip is encoded whole (--audio_mode
 full) unless --audio_mode upstream. --shuffle_audio answers every question with another clip's
 audio (a seeded derangement of the clips): the control that shows how much of a score comes from
@@ -29,6 +30,7 @@ import llama
 from llama.cli import (
     add_model_arguments,
     load_model,
+    positive_int,
     run_main,
 )
 from llama.data.dataset import derangement, load_records
@@ -66,7 +68,10 @@ def main(argv=None):
     parser.add_argument("--data", default="../MusicQA/MusicQA/EvalMusicQA.json", help="EvalMusicQA JSON/JSONL")
     parser.add_argument("--audio_root", help="folder of the clips (default: the data file's folder)")
     parser.add_argument("--output", default="./results/mullama_data.json")
-    parser.add_argument("--batch_size", type=int, default=16, help="(clip, question) pairs per generation batch")
+    parser.add_argument("--batch_size", type=positive_int, default=16,
+                        help="(clip, question) pairs decoded at once, with continuous batching")
+    parser.add_argument("--queue_size", type=positive_int,
+                        help="pairs read, encoded, queued and written at a time (default 8 x --batch_size)")
     parser.add_argument("--shuffle_audio", action="store_true", help="answer with another clip's audio (control)")
     parser.add_argument("--shuffle_seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="answer only the first N pairs")
@@ -102,19 +107,21 @@ def main(argv=None):
     loaded: dict[Path, object] = {}
     answered_now, start = 0, time.perf_counter()
     progress = tqdm(total=len(todo), unit="pair", desc="answering")
-    for i in range(0, len(todo), args.batch_size):
-        part = todo[i:i + args.batch_size]
+    queue_size = args.queue_size or 8 * args.batch_size
+    for i in range(0, len(todo), queue_size):
+        part = todo[i:i + queue_size]
         loaded = read_clips(model, sorted({heard[a] for a, _ in part}), loaded, failed, warned)
         batch = [(a, q) for a, q in part if heard[a] in loaded]
         if batch:
             texts = model.answer([loaded[heard[a]] for a, _ in batch], [q for _, q in batch],
                                  max_new_tokens=args.max_gen_len, temperature=args.temperature, top_p=args.top_p,
-                                 seed=args.seed)
+                                 seed=args.seed, batch_size=args.batch_size,
+                                 on_answer=lambda i, text: progress.update(1))
             for (audio, question), text in zip(batch, texts, strict=True):
                 answers.setdefault(audio.name, {})[question] = text
             write_json(output, answers)
             answered_now += len(batch)
-        progress.update(len(part))
+        progress.update(len(part) - len(batch))
     progress.close()
     counts = {"pairs": len(pairs), "answered": sum(len(v) for v in answers.values()),
               "answered_this_run": answered_now, "unreadable_clips": failed, "warned_clips": warned,

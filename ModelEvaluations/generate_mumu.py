@@ -10,8 +10,9 @@ folder). Each request's music goes to OUTPUT_DIR/{id}.wav and a line to OUTPUT_D
     {"id", "prompt", "output": "{id}.wav" (beside the JSONL), "seconds", "answer",
      "reference": absolute path (when the request names one)}
 A request whose input cannot be read, whose reply holds no [AUD0] .. [AUD7] or whose music fails gets
-"error" (why) in place of "output", and the run goes on. Lines are appended after every batch of
---batch_size requests (answered in one `respond` call), so a killed run resumes where it stopped:
+"error" (why) in place of "output", and the run goes on. Lines are appended after every queue of
+8 x --batch_size requests (answered in one `respond` call that decodes --batch_size at once, with
+continuous batching), so a killed run resumes where it stopped:
 ids already in generated.jsonl are skipped, errors included (delete a line to retry it).
 OUTPUT_DIR/generated.meta.json records the model, decoding and music settings, versions and counts.
 
@@ -154,7 +155,7 @@ def make_music(model, item: Item, reply: llama.Reply, args, out: Path) -> dict:
 
 
 def answer_batch(model, batch: list[Item], args, out: Path) -> list[dict]:
-    """The records of a batch, in request order: all readable requests are answered in one call."""
+    """The records of a queue of requests, in request order: all readable ones are answered in one call."""
     requests, records = {}, {}
     for item in batch:
         try:
@@ -164,7 +165,8 @@ def answer_batch(model, batch: list[Item], args, out: Path) -> list[dict]:
             records[item.id] = record_of(item, args, error=f"input: {e}")
     asked = [item for item in batch if item.id in requests]
     replies = model.respond([requests[item.id] for item in asked], max_new_tokens=args.max_gen_len,
-                            temperature=args.temperature, top_p=args.top_p, seed=args.seed) if asked else []
+                            temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                            batch_size=args.batch_size) if asked else []
     for item, reply in zip(asked, replies, strict=True):
         records[item.id] = make_music(model, item, reply, args, out)
     return [records[item.id] for item in batch]
@@ -197,7 +199,8 @@ def main(argv=None):
     parser.add_argument("--data", required=True, type=Path, help="requests: JSONL or a JSON list")
     parser.add_argument("--input_root", type=Path, help="folder the requests' files are relative to "
                         "(default: the data file's folder)")
-    parser.add_argument("--batch_size", type=positive_int, default=8, help="requests answered per respond() call")
+    parser.add_argument("--batch_size", type=positive_int, default=8,
+                        help="requests decoded at once, with continuous batching (8 x as many are queued)")
     parser.add_argument("--shuffle_requests", action="store_true",
                         help="control: answer each request's inputs with another request's prompt")
     parser.add_argument("--shuffle_seed", type=int, default=0)
@@ -228,8 +231,9 @@ def main(argv=None):
             model = load_checked(args, todo)
             progress = tqdm(total=len(todo), unit="request", desc="generating")
             with open(output, "a") as handle:
-                for i in range(0, len(todo), args.batch_size):
-                    records = answer_batch(model, todo[i:i + args.batch_size], args, out)
+                queue = 8 * args.batch_size  # requests read and queued at a time; decoded --batch_size at once
+                for i in range(0, len(todo), queue):
+                    records = answer_batch(model, todo[i:i + queue], args, out)
                     append_records(handle, records)
                     made_now += sum("output" in r for r in records)
                     progress.update(len(records))

@@ -93,8 +93,11 @@ def test_every_pair_answered_once_and_unreadable_files_become_error_records(setu
     assert len({r["answer"] for r in answers}) > 1  # answers depend on the clip and question
 
 
-def test_batching_gives_the_same_answers(setup, tmp_path):
-    batch_inference.main(folder_args(setup, tmp_path / "batched.jsonl", "--batch_size", "8"))
+@pytest.mark.parametrize("flags", [("--batch_size", "8"), ("--batch_size", "3"),
+                                   ("--batch_size", "3", "--queue_size", "3")],
+                         ids=["continuous-8", "continuous-3", "static-3"])
+def test_batching_gives_the_same_answers(setup, tmp_path, flags):
+    batch_inference.main(folder_args(setup, tmp_path / "batched.jsonl", *flags))
     assert by_pair(tmp_path / "batched.jsonl") == by_pair(setup["reference"])
 
 

@@ -6,7 +6,7 @@
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,8 +49,13 @@ class Pipeline:
     @torch.inference_mode()
     def answer(self, clips: Sequence, questions: Sequence[str], *, audio_mode: str | None = None,
                max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-               seed: int | None = None, on_token=None) -> list[str]:
-        """Answer each (clip, question) pair; a clip object passed several times is encoded once."""
+               seed: int | None = None, on_token=None, batch_size: int | None = None,
+               on_answer: Callable[[int, str], None] | None = None) -> list[str]:
+        """Answer each (clip, question) pair; a clip object passed several times is encoded once.
+
+        batch_size: pairs decoded at once (default: all), with continuous batching (see `generate`):
+        pass many more pairs than `batch_size` and no row waits for the longest answer of a batch.
+        on_answer(index, answer): called as each pair's answer is complete, in the order they finish."""
         if len(clips) != len(questions):
             raise ValueError(f"{len(clips)} clips for {len(questions)} questions: pass one clip per question")
         index: dict[int, int] = {}
@@ -63,9 +68,10 @@ class Pipeline:
         means = model.encode_audio(distinct, audio_mode=audio_mode or self.audio_mode)
         adapter = model.adapter(means)[[index[id(clip)] for clip in clips]]
         prompts = [format_prompt(q, self.template) for q in questions]
+        done = None if on_answer is None else (lambda i, c: on_answer(i, extract_answer(c.text)))
         completions = generate(model.llama, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
                                temperature=temperature, top_p=top_p, seed=seed, adapters=model.adapters(adapter),
-                               on_token=on_token)
+                               on_token=on_token, batch_size=batch_size, on_done=done)
         return [extract_answer(c.text) for c in completions]
 
     def stream(self, clip, question: str, max_seconds: float = float("inf"), **sampling) -> Iterator[str]:
@@ -206,9 +212,10 @@ class MuMuPipeline:
 
     @torch.inference_mode()
     def respond(self, requests: Sequence[Request], *, max_new_tokens: int = 512, temperature: float = 0.0,
-                top_p: float = 1.0, seed: int | None = None) -> list[Reply]:
-        """Answer a batch of requests in one KV-cached decoding; where a reply holds [AUD0..7] in
-        order, `conditioning` is the projector output for the music decoder."""
+                top_p: float = 1.0, seed: int | None = None, batch_size: int | None = None) -> list[Reply]:
+        """Answer requests in one KV-cached decoding, `batch_size` at once (default: all) with continuous
+        batching; where a reply holds [AUD0..7] in order, `conditioning` is the projector output for
+        the music decoder."""
         if any(not r.prompt.strip() for r in requests):
             raise ValueError("empty prompt: say what you want (a question, or e.g. 'Generate a music')")
         model = self.model
@@ -218,7 +225,7 @@ class MuMuPipeline:
         audio_ids = model.audio_token_ids
         completions = generate(model.llama, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
                                temperature=temperature, top_p=top_p, seed=seed, adapters=adapters,
-                               stop_ids=stop_ids, stop=stop, hidden_for=audio_ids)
+                               stop_ids=stop_ids, stop=stop, hidden_for=audio_ids, batch_size=batch_size)
         replies = []
         for c in completions:
             states = gather_audio_states(c.tokens, c.hidden, audio_ids)
