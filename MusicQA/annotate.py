@@ -142,14 +142,15 @@ def parse_open(text: str) -> list[tuple[str, str]] | None:
 
 
 class ChatLLM:
-    """A transformers causal LM answering batches of chat conversations. The model's own chat
-    template is used; a tokenizer without one (mosaicml/mpt-7b-chat) gets ChatML, the format that
-    model was tuned on."""
+    """A causal LM answering batches of chat conversations. The model's own chat template is used; a
+    tokenizer without one (mosaicml/mpt-7b-chat) gets ChatML, the format that model was tuned on.
+    A LLaMA-architecture model (Llama-2-chat, SmolLM2) decodes with this project's generation loop,
+    `decode_batch` conversations at once with continuous batching; others with transformers' generate."""
 
     def __init__(self, name_or_path: str, device: str = "cpu", dtype: str = "auto", max_new_tokens: int = 768,
-                 top_k: int = 4, seed: int = 0):
+                 top_k: int = 4, seed: int = 0, decode_batch: int = 16):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
@@ -158,10 +159,19 @@ class ChatLLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if dtype == "auto":
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
-        self.model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).to(device).eval()
+        self.llama = None
+        if AutoConfig.from_pretrained(name_or_path).model_type == "llama" and Path(name_or_path).is_dir():
+            from llama import Tokenizer, load_llama
+
+            self.llama = load_llama(name_or_path, device=device, dtype=getattr(torch, dtype))
+            self.llama_tokenizer = Tokenizer(name_or_path)
+        else:
+            self.model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).to(device)
+            self.model.eval()
         stops = [self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")]
         self.stop_ids = sorted({s for s in stops if isinstance(s, int) and s != self.tokenizer.unk_token_id})
-        self.device, self.max_new_tokens, self.top_k = device, max_new_tokens, top_k
+        self.device, self.max_new_tokens, self.top_k, self.decode_batch = device, max_new_tokens, top_k, decode_batch
+        self.seed = seed
         torch.manual_seed(seed)
 
     def render(self, messages: list[dict]) -> str:
@@ -171,8 +181,17 @@ class ChatLLM:
         return turns + "<|im_start|>assistant\n"
 
     def generate(self, conversations: Sequence[list[dict]], temperature: float) -> list[str]:
-        batch = self.tokenizer([self.render(c) for c in conversations], return_tensors="pt", padding=True,
-                               add_special_tokens=False).to(self.device)
+        texts = [self.render(c) for c in conversations]
+        if self.llama is not None:
+            from llama import generate
+
+            ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+            self.seed += 1  # a new sample on every call (retries), the same run after run
+            out = generate(self.llama, self.llama_tokenizer, ids, max_new_tokens=self.max_new_tokens,
+                           temperature=temperature, top_k=self.top_k, seed=self.seed, stop_ids=self.stop_ids,
+                           batch_size=self.decode_batch)
+            return [self.tokenizer.decode(c.tokens, skip_special_tokens=True) for c in out]
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         with self.torch.inference_mode():
             out = self.model.generate(**batch, do_sample=temperature > 0, temperature=temperature or None,
                                       top_k=self.top_k, top_p=1.0, max_new_tokens=self.max_new_tokens,
@@ -294,7 +313,9 @@ def main(source: str, argv=None):
     parser.add_argument("--llm", default="mosaicml/mpt-7b-chat", help="HF model name or local folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto", help="auto: bfloat16 on GPU, float32 on CPU")
-    parser.add_argument("--batch_size", type=int, default=8, help="clips per generation batch")
+    parser.add_argument("--batch_size", type=int, default=8, help="clips whose requests are queued together")
+    parser.add_argument("--decode_batch", type=int, default=16,
+                        help="requests decoded at once, with continuous batching (LLaMA-architecture LLMs)")
     parser.add_argument("--limit", type=int, help="only the first N clips")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retries", type=int, default=5, help="new samples for an output that does not parse")
@@ -306,7 +327,8 @@ def main(source: str, argv=None):
     args = parser.parse_args(argv)
     clips = READERS[source](args.dir)[: args.limit]
     output = Path(args.output or Path(args.dir) / OUTPUT_NAMES[source])
-    llm = ChatLLM(args.llm, args.device, args.dtype, args.max_new_tokens, seed=args.seed)
+    llm = ChatLLM(args.llm, args.device, args.dtype, args.max_new_tokens, seed=args.seed,
+                  decode_batch=args.decode_batch)
     start = time.perf_counter()
     counts = annotate(clips, llm, output, args.batch_size, args.retries, args.prompting)
     new = counts["ok"] + counts["failed"]

@@ -216,3 +216,24 @@ def test_smollm2_end_to_end(sources, smollm2_dir, tmp_path):
         words = pair["answer"].split()
         assert len(words) >= 3 and sum(w.isascii() for w in words) >= 0.8 * len(words), pair
     assert all(p["question"].endswith("?") for p in ok[0]["open"])
+
+
+def test_llama_chat_llm_decodes_as_transformers_with_continuous_batching(smollm2_dir):
+    """A LLaMA-architecture annotator LLM runs this project's generation loop (continuous batching over
+    3 rows of 2): its greedy answers are transformers' generate's, conversation by conversation."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from annotate import ChatLLM
+
+    llm = ChatLLM(str(smollm2_dir), max_new_tokens=24, decode_batch=2)
+    assert llm.llama is not None
+    chats = [[{"role": "user", "content": q}] for q in ("What is a cello?", "Hi", "Name a drum.")]
+    ours = llm.generate(chats, temperature=0.0)
+    hf = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    for chat, text in zip(chats, ours, strict=True):
+        ids = llm.tokenizer(llm.render(chat), add_special_tokens=False, return_tensors="pt")["input_ids"]
+        out = hf.generate(ids, max_new_tokens=24, do_sample=False, eos_token_id=llm.stop_ids)
+        assert text == llm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    sampled = llm.generate(chats, temperature=0.7)
+    assert all(s.strip() for s in sampled)

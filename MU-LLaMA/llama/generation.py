@@ -35,10 +35,13 @@ def sample_top_p(probs: torch.Tensor, top_p: float, generator: torch.Generator |
 
 
 def next_token(logits: torch.Tensor, temperature: float, top_p: float,
-               generator: torch.Generator | None) -> torch.Tensor:
+               generator: torch.Generator | None, top_k: int = 0) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    return sample_top_p(torch.softmax(logits / temperature, dim=-1), top_p, generator)
+    logits = logits / temperature
+    if top_k:
+        logits = logits.masked_fill(logits < logits.topk(top_k, dim=-1).values[:, -1:], float("-inf"))
+    return sample_top_p(torch.softmax(logits, dim=-1), top_p, generator)
 
 
 @torch.inference_mode()
@@ -48,12 +51,13 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
              stop_ids: Sequence[int] | None = None, stop: Callable[[list[int]], bool] | None = None,
              hidden_for: Sequence[int] = (),
              on_token: Callable[[int, list[int | None]], None] | None = None,
-             batch_size: int | None = None,
+             batch_size: int | None = None, top_k: int = 0,
              on_done: Callable[[int, Completion], None] | None = None) -> list[Completion]:
     """Continue each prompt until it emits a stop token or `max_new_tokens` tokens.
 
     prompts: strings (encoded with BOS) or lists of token ids.
-    temperature: 0 is greedy; otherwise softmax(logits / T) then nucleus sampling with `top_p`.
+    temperature: 0 is greedy; otherwise softmax(logits / T) then nucleus sampling with `top_p`, among
+      the `top_k` most likely tokens when top_k > 0.
     seed: seeds a private generator, so the same call gives the same samples.
     adapters: {layer: [len(prompts), dim]} adapter tokens (MU-LLaMA's music input), see Transformer.forward.
     stop_ids: default `[tokenizer.eos_id]`; each sequence stops at its own (the stop token is not kept).
@@ -101,7 +105,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
         if not active:
             break
         token = torch.full((rows,), filler, device=device)
-        token[active] = next_token(logits[active], temperature, top_p, generator)
+        token[active] = next_token(logits[active], temperature, top_p, generator, top_k)
         chosen = token.tolist()
         new_tokens: list[int | None] = [None] * len(ids)
         for row in active:
