@@ -55,7 +55,7 @@ from llama.records import append_records, atomic_path, json_line, lock_output, r
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
 QUEUE_FACTOR = 8  # pairs read, encoded and queued at a time, per row of --batch_size
 SETTINGS = ("model", "llama_type", "llama_dir", "mert_path", "max_gen_len", "temperature", "top_p", "seed",
-            "audio_mode")
+            "audio_mode", "quantize")
 
 
 def find_pairs(inputs: list[str], questions: list[str], audio_root: str | None) -> list[tuple[str, str]]:

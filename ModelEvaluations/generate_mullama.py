@@ -98,7 +98,8 @@ def main(argv=None):
     model = load_model(args)
     settings = {key: getattr(args, key) for key in ("model", "llama_type", "llama_dir", "mert_path", "data",
                                                     "audio_root", "audio_mode", "max_gen_len", "temperature",
-                                                    "top_p", "seed", "shuffle_audio", "shuffle_seed", "dtype")}
+                                                    "top_p", "seed", "shuffle_audio", "shuffle_seed", "dtype",
+                                                    "quantize")}
     settings["prompt_template"] = model.template
     versions = {"python": platform.python_version(), "torch": torch.__version__,
                 "transformers": transformers.__version__}

@@ -7,6 +7,7 @@ checkpoint), `llama.load_mumu` a MuMu-LLaMA with its image, video and music-deco
 24 kHz, `llama.load_image` / `llama.load_video` an image or 32 video frames.
 """
 
+from . import library_logs  # noqa: F401  (first: it quiets libraries the imports below load)
 from .audio import AudioError, load_audio
 from .bridge import Bridge
 from .build import load, load_llama, load_mumu

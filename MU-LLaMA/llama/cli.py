@@ -20,7 +20,9 @@ from .decoders.musicgen import MusicDecoderError
 from .files import CheckpointError
 from .formats.mumu import is_mumu_checkpoint
 from .media import MediaError
+from .model import Transformer
 from .pipeline import STOP_RULES, MuMuPipeline, Pipeline
+from .precision import auto_dtype, quantize_int8
 
 
 class UsageError(ValueError):
@@ -110,7 +112,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     run.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto",
-                     help="LLaMA and bridge dtype; auto = bfloat16 on GPU, float32 on CPU (MERT stays float32)")
+                     help="LLaMA and bridge dtype; auto = bfloat16 on GPU and on CPUs with bf16 matrix units (AMX, "
+                     "AVX512-BF16), else float32 (MERT stays float32)")
+    run.add_argument("--quantize", choices=["none", "int8"], default="none",
+                     help="int8: LLaMA's projections in int8 weight-only (torchao): a 7B model in ~7 GB, for 16 GB "
+                     "GPUs or CPU memory; slower on CPUs here, and answers drift (README, Throughput)")
     run.add_argument("--audio_mode", choices=["full", "upstream"], default="full",
                      help="full: encode the whole clip in 60 s windows; upstream: only its first 60 s")
     add_debug_argument(run)
@@ -180,8 +186,12 @@ def wants_mumu(args) -> bool:
 
 
 def _dtype(args) -> torch.dtype:
-    name = args.dtype if args.dtype != "auto" else ("bfloat16" if args.device.startswith("cuda") else "float32")
-    return getattr(torch, name)
+    return auto_dtype(args.device) if args.dtype == "auto" else getattr(torch, args.dtype)
+
+
+def quantize(args, llama: Transformer) -> None:
+    if getattr(args, "quantize", "none") == "int8":
+        quantize_int8(llama)
 
 
 def resolve_mumu_paths(args) -> None:
@@ -224,6 +234,7 @@ def load_mumu_model(args) -> MuMuPipeline:
                          stop_rules=args.stop_rules, audio_mode=args.audio_mode, music_decoder=args.music_decoder)
     if args.music_temperature is not None and pipeline.model.config.music_decoder == "audioldm2":
         raise UsageError("--music_temperature is MusicGen's; AudioLDM2 samples by diffusion (use --seed)")
+    quantize(args, pipeline.model.llama)
     return pipeline
 
 
@@ -233,6 +244,7 @@ def load_model(args) -> Pipeline:
     if is_mumu_checkpoint(args.model):  # checked first: these scripts ask MU-LLaMA's questions about clips only
         raise UsageError(f"{args.model} is a MuMu-LLaMA (M2UGen) checkpoint: run it with MU-LLaMA/inference.py "
                          "(--prompt, --audio_file, --image_file, --video_file); this script takes MU-LLaMA checkpoints")
-    dtype = _dtype(args)
-    return load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
-                dtype=dtype, audio_mode=args.audio_mode, base_weights=args.base_weights)
+    pipeline = load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
+                    dtype=_dtype(args), audio_mode=args.audio_mode, base_weights=args.base_weights)
+    quantize(args, pipeline.model.llama)
+    return pipeline

@@ -1,0 +1,42 @@
+"""Which precision a model runs in: the dtype `--dtype auto` picks for a device, and int8 weight-only
+quantisation of the LLaMA backbone (torchao) for a 7B model on a 16 GB GPU or in CPU memory."""
+
+from pathlib import Path
+
+import torch
+
+from .model import Attention, FeedForward, Transformer
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX or AVX512-BF16): without
+    them, bf16 weights decode slower than float32 (README, Throughput)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: assume none
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def auto_dtype(device: str) -> torch.dtype:
+    """bfloat16 on a GPU and on a CPU with bf16 matrix units, float32 on other CPUs."""
+    if device.startswith("cuda") or (device == "cpu" and cpu_has_bf16_units()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def quantize_int8(model: Transformer) -> Transformer:
+    """Int8 weight-only quantisation (torchao, one scale per output row) of every projection of every
+    block, and of the head when it is not tied to the embedding table; LoRA, norms, gates and the
+    embedding stay in the model's dtype. Weights take half the memory of bf16; activations keep it."""
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    names = {*Attention.projections, *FeedForward.projections}
+    if not model.args.tie_embeddings:  # a tied head is the embedding table too, which must stay plain
+        names.add("output")
+
+    def chosen(module: torch.nn.Module, name: str) -> bool:
+        return isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in names
+
+    quantize_(model, Int8WeightOnlyConfig(), filter_fn=chosen)
+    return model

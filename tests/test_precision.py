@@ -1,0 +1,45 @@
+"""Precision: what --dtype auto picks, and int8 weight-only quantisation of the backbone (torchao)."""
+
+import pytest
+import torch
+
+from llama import generate
+from llama import precision as precision_module
+from llama.precision import auto_dtype, quantize_int8
+
+from conftest import random_model, tiny_args
+from test_generation import ByteTokenizer
+
+
+def test_auto_dtype_is_bf16_on_gpus_and_on_cpus_with_bf16_units(monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_has_bf16_units", lambda: False)
+    assert auto_dtype("cpu") == torch.float32 and auto_dtype("cuda:1") == torch.bfloat16
+    monkeypatch.setattr(precision_module, "cpu_has_bf16_units", lambda: True)
+    assert auto_dtype("cpu") == torch.bfloat16
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_int8_quantises_the_projections_and_keeps_the_model_close(tied):
+    model = random_model(tiny_args(n_kv_heads=2, w_lora=True, w_bias=True, tie_embeddings=tied, dim=128), seed=1)
+    tokens = torch.randint(3, 97, (2, 12))
+    adapter = {2: torch.randn(2, 128)}
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.attention.gate.fill_(1.0)
+        reference = model(tokens, adapters=adapter)
+    quantize_int8(model)
+    plain = {name for name, p in model.named_parameters() if type(p.data) is torch.Tensor}
+    assert not {f"layers.0.attention.{n}.weight" for n in ("wq", "wk", "wv", "wo")} & plain
+    assert not {f"layers.2.feed_forward.{n}.weight" for n in ("w1", "w2", "w3")} & plain
+    assert {"layers.0.attention.gate", "layers.0.attention.lora_wq_l1.weight", "layers.1.attention.wq.bias",
+            "tok_embeddings.weight", "norm.weight"} <= plain
+    # a tied head is the embedding table: it stays plain, and tied
+    assert (type(model.output.weight.data) is torch.Tensor) == tied
+    assert (model.output.weight is model.tok_embeddings.weight) == tied
+    with torch.no_grad():
+        quantised = model(tokens, adapters=adapter)
+    error = (quantised - reference).abs().max() / reference.abs().max()
+    assert 0 < error < 0.05
+    out = generate(model, ByteTokenizer(eos_id=-5), ["a prompt", "another"], max_new_tokens=5, adapters=adapter,
+                   batch_size=1)
+    assert all(len(c.tokens) == 5 for c in out)
