@@ -1,15 +1,22 @@
-"""Tokens/s of llama.generate vs transformers' generate on the same weights, same greedy tokens.
+"""Decoding throughput: llama.generate against transformers' generate, continuous against static
+batching, and the LLaMA-2-7B shape on a GPU. Every table is seeded and greedy: re-running it gives the
+same tokens (the times vary by a few percent).
 
-Default model: SmolLM2-135M-Instruct (converted by the installer; a real LLaMA-architecture model,
-so greedy tokens are meaningful), fp32, on CPU. `--random 7b` builds a 7B-shaped model with random
-bf16 weights on a GPU instead (no transformers comparison there; tokens/s against the bandwidth floor).
+    .venv/bin/python benchmarks/generation.py                          # ours vs transformers, batch 1 8 32, fp32
+    .venv/bin/python benchmarks/generation.py --dtype bfloat16         # the same, both in bf16
+    .venv/bin/python benchmarks/generation.py --lengths                # continuous vs static batching
+    .venv/bin/python benchmarks/generation.py --shape 7b --device cuda # 7B decode tok/s vs the bandwidth floor
 
-    .venv/bin/python benchmarks/generation.py                       # CPU, batch 1 and 8
-    .venv/bin/python benchmarks/generation.py --random 7b --device cuda --dtype bfloat16 --batch 1 8 32
-Last line: `ratio_vs_transformers batch1=<x> batch8=<y>`.
+Default model: SmolLM2-135M-Instruct (converted by the installer; a real LLaMA-architecture model, so
+greedy tokens are meaningful), on CPU. --lengths decodes 64 requests whose answer lengths are drawn
+from a distribution (a stop rule ends each at its length), once in static batches (each decodes until
+its longest answer ends) and once with continuous batching, same rows, same tokens. --shape 7b (also
+--random 7b) builds a 7B-shaped model with random weights on the device instead.
+Last line: `ratio_vs_transformers batch1=<x> ...` or `continuous_vs_static <name>=<x> ...`.
 """
 
 import argparse
+import random
 import statistics
 import time
 from pathlib import Path
@@ -31,12 +38,22 @@ PROMPTS = [
     "What genre uses a lot of distorted electric guitars?",
 ]
 CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+# answer lengths in tokens: name -> (description, draw(rng))
+LENGTHS = {
+    "uniform-16-64": ("uniform in 16..64 (4x)", lambda rng: rng.randint(16, 64)),
+    "short-long": ("80% 16, 20% 128 (8x; short answers, a few long captions)",
+                   lambda rng: 128 if rng.random() < 0.2 else 16),
+    "constant-40": ("all 40 (control: nothing to gain)", lambda rng: 40),
+}
 
 
-def timed(fn, repeats):
-    fn()  # warm-up
+def timed(fn, repeats, warmup=True):
+    if warmup:
+        fn()
     times = []
     for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         start = time.perf_counter()
         out = fn()
         if torch.cuda.is_available():
@@ -54,16 +71,24 @@ def hf_generate(hf, prompts, new_tokens, pad_id):
     return out[:, longest:].tolist()
 
 
-def compare_with_transformers(folder: Path, batches, new_tokens, repeats):
+def describe_machine(dtype) -> str:
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {torch.get_num_threads()} threads, {str(dtype).removeprefix('torch.')}"
+
+
+def compare_with_transformers(folder: Path, batches, new_tokens, repeats, dtype):
     from transformers import LlamaForCausalLM
 
-    model = load_llama(folder)
+    model = load_llama(folder, dtype=dtype)
     tok = Tokenizer(folder)
-    hf = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    hf = LlamaForCausalLM.from_pretrained(folder, dtype=dtype).eval()
     hf.generation_config.eos_token_id = None  # both generate exactly `new_tokens` tokens
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"model {folder.name}: {params:.0f}M parameters, fp32, CPU, {torch.get_num_threads()} threads, "
-          f"{new_tokens} new tokens, median of {repeats}")
+    print(f"model {folder.name}: {params:.0f}M parameters, {describe_machine(dtype)}, {new_tokens} new tokens, "
+          f"median of {repeats}")
     print("| batch | ours tok/s | transformers tok/s | ratio | same greedy tokens |")
     print("|---|---|---|---|---|")
     ratios = {}
@@ -80,36 +105,89 @@ def compare_with_transformers(folder: Path, batches, new_tokens, repeats):
     print("ratio_vs_transformers " + " ".join(f"batch{b}={r:.2f}" for b, r in ratios.items()))
 
 
-def random_7b(device, dtype, batches, new_tokens, repeats, prompt_len=64):
-    model = random_transformer(ModelArgs(max_seq_len=4096), device, dtype)  # LLaMA-2-7B shape
+def continuous_vs_static(folder: Path, batch: int, requests: int, dtype, seed: int = 0):
+    """Tokens/s of static and continuous batching over the same requests, each answer stopped at a
+    length drawn from a LENGTHS distribution; the two must give the same tokens."""
+    model = load_llama(folder, dtype=dtype)
+    tok = Tokenizer(folder)
+    # distinct prompts (numbered), so the stop rule can find each request's length from its prompt
+    prompts = [tok.encode(CHAT.format(f"{PROMPTS[i % len(PROMPTS)]} ({i})"), bos=False) for i in range(requests)]
+    print(f"model {folder.name}, {describe_machine(dtype)}; {requests} requests, {batch} rows, greedy")
+    print("| answer lengths | tokens | static s | static tok/s | continuous s | continuous tok/s | ratio | same |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = {}
+    generate(model, tok, prompts[:batch], max_new_tokens=4)  # warm-up
+    for name, (what, draw) in LENGTHS.items():
+        rng = random.Random(seed)
+        target = {tuple(p): draw(rng) for p in prompts}
+        (static_s, a), (continuous_s, b) = static_and_continuous(model, tok, prompts, batch, target)
+        tokens = sum(len(c.tokens) for c in b)
+        same = sum(x.tokens == y.tokens for x, y in zip(a, b, strict=True))
+        ratios[name] = static_s / continuous_s
+        print(f"| {what} | {tokens} | {static_s:.1f} | {tokens / static_s:.1f} | {continuous_s:.1f} | "
+              f"{tokens / continuous_s:.1f} | {ratios[name]:.2f} | {same}/{requests} |")
+    print("continuous_vs_static " + " ".join(f"{n}={r:.2f}" for n, r in ratios.items()))
+
+
+def static_and_continuous(model, tok, prompts, batch, target):
+    """(seconds, completions) of static batches of `batch` prompts, then of continuous batching over
+    `batch` rows; `target` maps each prompt to the number of tokens after which it stops."""
+    sizes = sorted({len(p) for p in prompts})
+
+    def stop(ids):
+        return any(len(ids) - n >= target.get(tuple(ids[:n]), 10**9) for n in sizes)
+
+    longest = max(target.values())
+
+    def static():
+        out = []
+        for i in range(0, len(prompts), batch):
+            out += generate(model, tok, prompts[i:i + batch], max_new_tokens=longest, stop_ids=[], stop=stop)
+        return out
+
+    return timed(static, 1, warmup=False), timed(lambda: generate(
+        model, tok, prompts, max_new_tokens=longest, stop_ids=[], stop=stop, batch_size=batch), 1, warmup=False)
+
+
+class Ids:
+    """Token ids are the prompts of the random-weight benchmarks; nothing to decode."""
+    bos_id, eos_id, pad_id = 1, 2, -1
+
+    @staticmethod
+    def decode(ids):
+        return ""
+
+
+def random_7b(device, dtype, batches, new_tokens, repeats, prompt_len=64, args: ModelArgs | None = None):
+    """Decode tok/s of a LLaMA-2-7B-shaped model (random weights) at each batch, beside the floor: the
+    time to read every weight once per step at the device's measured copy bandwidth."""
+    model = random_transformer(args or ModelArgs(max_seq_len=4096), device, dtype)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-
-    class Ids:  # token ids are the prompts here; no stop token
-        bos_id, eos_id, pad_id = 1, 2, -1
-
-        @staticmethod
-        def decode(ids):
-            return ""
-
     bandwidth = measure_bandwidth(device)
     floor_ms = weight_bytes / bandwidth * 1e3
-    print(f"7B shape, random {dtype} weights ({weight_bytes / 1e9:.1f} GB), {torch.cuda.get_device_name()}, "
-          f"measured copy bandwidth {bandwidth / 1e9:.0f} GB/s -> floor {floor_ms:.1f} ms per decode step")
-    print("| batch | tok/s | ms per step | floor ms per step | floor tok/s |")
-    print("|---|---|---|---|---|")
+    name = torch.cuda.get_device_name() if str(device).startswith("cuda") else describe_machine(dtype)
+    print(f"random {str(dtype).removeprefix('torch.')} weights ({weight_bytes / 1e9:.2f} GB), {name}, measured copy "
+          f"bandwidth {bandwidth / 1e9:.0f} GB/s -> floor {floor_ms:.2f} ms per decode step; {new_tokens} new tokens "
+          f"after {prompt_len}-token prompts, median of {repeats}")
+    print("| batch | tok/s | ms per step | floor ms per step | floor tok/s | step / floor |")
+    print("|---|---|---|---|---|---|")
+    rows = {}
     for batch in batches:
-        prompts = torch.randint(3, 32000, (batch, prompt_len)).tolist()
+        prompts = torch.randint(3, model.args.vocab_size, (batch, prompt_len),
+                                generator=torch.Generator().manual_seed(batch)).tolist()
         seconds, _ = timed(lambda p=prompts: generate(model, Ids, p, max_new_tokens=new_tokens, stop_ids=[]),
                            repeats)
-        # decode steps dominate; report the per-step time including the prefill amortised
-        step_ms = seconds / new_tokens * 1e3
-        print(f"| {batch} | {batch * new_tokens / seconds:.0f} | {step_ms:.1f} | {floor_ms:.1f} | "
-              f"{batch * 1e3 / floor_ms:.0f} |")
+        step_ms = seconds / new_tokens * 1e3  # the prefill amortised over the steps
+        rows[batch] = batch * new_tokens / seconds
+        print(f"| {batch} | {rows[batch]:.0f} | {step_ms:.2f} | {floor_ms:.2f} | {batch * 1e3 / floor_ms:.0f} | "
+              f"{step_ms / floor_ms:.1f}x |")
+    return rows
 
 
 def measure_bandwidth(device) -> float:
     """Device memory bandwidth in bytes/s from a large copy (read + write)."""
-    x = torch.empty(2 * 1024**3 // 2, dtype=torch.bfloat16, device=device)
+    size = 2 * 1024**3 if str(device).startswith("cuda") else 256 * 1024**2
+    x = torch.empty(size // 2, dtype=torch.bfloat16, device=device)
     y = torch.empty_like(x)
     seconds, _ = timed(lambda: y.copy_(x), 10)
     return 2 * x.numel() * x.element_size() / seconds
@@ -118,18 +196,24 @@ def measure_bandwidth(device) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "ckpts" / "SmolLM2-135M-Instruct")
-    parser.add_argument("--random", choices=["7b"], help="random weights of this shape instead of --model")
+    parser.add_argument("--shape", "--random", dest="shape", choices=["7b"],
+                        help="random weights of this shape instead of --model")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--dtype", help="default: float32 on CPU, bfloat16 on GPU")
+    parser.add_argument("--batch", type=int, nargs="+", help="default 1 8 32; 1 8 32 64 with --shape 7b")
     parser.add_argument("--new_tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lengths", action="store_true", help="continuous vs static batching (at --batch, default 8)")
+    parser.add_argument("--requests", type=int, default=64, help="requests of --lengths")
     args = parser.parse_args()
     torch.manual_seed(0)
-    if args.random:
-        random_7b(args.device, getattr(torch, args.dtype), args.batch, args.new_tokens, args.repeats)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+    if args.shape:
+        random_7b(args.device, dtype, args.batch or [1, 8, 32, 64], args.new_tokens, args.repeats)
+    elif args.lengths:
+        continuous_vs_static(args.model, (args.batch or [8])[0], args.requests, dtype)
     else:
-        compare_with_transformers(args.model, args.batch, args.new_tokens, args.repeats)
+        compare_with_transformers(args.model, args.batch or [1, 8, 32], args.new_tokens, args.repeats, dtype)
 
 
 if __name__ == "__main__":

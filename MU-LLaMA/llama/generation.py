@@ -15,6 +15,9 @@ from .model import KVCache, SlotCache, Transformer
 from .tokenizer import Tokenizer
 
 
+REFILL_FRACTION = 4  # free rows take new prompts once a quarter of the rows are free (see generate)
+
+
 @dataclass
 class Completion:
     tokens: list[int]  # generated ids, without the prompt and without the stop token
@@ -84,14 +87,20 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
     logits = torch.zeros(rows, model.args.vocab_size, device=device)
     states = torch.zeros(rows, model.args.dim, device=device, dtype=dtype)
     request: list[int | None] = [None] * rows  # the prompt each row decodes
-    waiting = iter(range(len(ids)))
+    waiting = 0  # prompts[waiting:] have not started
+    # A prefill reads every weight once, as a decoding step does: prompts join in groups of at least
+    # `refill`, so that a few rows idle for a few steps rather than each prompt costing a step of its own.
+    refill = max(1, rows // REFILL_FRACTION)
     generated: list[list[int]] = [[] for _ in ids]
     hidden: list[dict[int, torch.Tensor]] = [{} for _ in ids]
     completions: list[Completion | None] = [None] * len(ids)
     step = 0
     while True:
-        # free rows first: zip stops at the last free row without taking a prompt from the queue
-        joining = list(zip([r for r in range(rows) if request[r] is None], waiting, strict=False))
+        free = [r for r in range(rows) if request[r] is None]
+        joining = []
+        if len(free) == rows or len(free) >= min(refill, len(ids) - waiting):
+            joining = list(zip(free, range(waiting, len(ids)), strict=False))
+            waiting += len(joining)
         if joining:
             new_rows, new = map(list, zip(*joining, strict=True))
             for layer, a in row_adapters.items():
