@@ -62,6 +62,20 @@ def timed(fn, repeats, warmup=True):
     return statistics.median(times), out
 
 
+def alternated(first, second, repeats):
+    """(median seconds, output) of each function, run in turn: on a shared machine whose speed drifts,
+    both see the same conditions."""
+    times, outputs = ([], []), [None, None]
+    with torch.inference_mode():
+        first(), second()  # warm-up
+        for _ in range(repeats):
+            for i, fn in enumerate((first, second)):
+                start = time.perf_counter()
+                outputs[i] = fn()
+                times[i].append(time.perf_counter() - start)
+    return [(statistics.median(t), out) for t, out in zip(times, outputs, strict=True)]
+
+
 def hf_generate(hf, prompts, new_tokens, pad_id):
     longest = max(map(len, prompts))
     ids = torch.tensor([[pad_id] * (longest - len(p)) + p for p in prompts])
@@ -88,16 +102,15 @@ def compare_with_transformers(folder: Path, batches, new_tokens, repeats, dtype)
     hf.generation_config.eos_token_id = None  # both generate exactly `new_tokens` tokens
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"model {folder.name}: {params:.0f}M parameters, {describe_machine(dtype)}, {new_tokens} new tokens, "
-          f"median of {repeats}")
+          f"median of {repeats} runs, ours and transformers in turn")
     print("| batch | ours tok/s | transformers tok/s | ratio | same greedy tokens |")
     print("|---|---|---|---|---|")
     ratios = {}
     for batch in batches:
         prompts = [tok.encode(CHAT.format(PROMPTS[i % len(PROMPTS)]), bos=False) for i in range(batch)]
-        ours_s, ours = timed(lambda p=prompts: generate(model, tok, p, max_new_tokens=new_tokens, stop_ids=[]),
-                             repeats)
-        with torch.inference_mode():
-            hf_s, theirs = timed(lambda p=prompts: hf_generate(hf, p, new_tokens, tok.eos_id), repeats)
+        (ours_s, ours), (hf_s, theirs) = alternated(
+            lambda p=prompts: generate(model, tok, p, max_new_tokens=new_tokens, stop_ids=[]),
+            lambda p=prompts: hf_generate(hf, p, new_tokens, tok.eos_id), repeats)
         same = sum(o.tokens == t for o, t in zip(ours, theirs, strict=True))
         tokens = batch * new_tokens
         ratios[batch] = hf_s / ours_s

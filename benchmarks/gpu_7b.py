@@ -67,8 +67,8 @@ def caption(shape: dict, device, dtype, tmp: Path) -> dict[int, float]:
         seconds = time.perf_counter() - start
         tokens = [len(model.tokenizer.encode(r["answer"], bos=False)) for r in read_records(output)]
         rates[batch] = len(clips) / seconds * 3600
-        print(f"| {batch} | {seconds:.1f} | {rates[batch]:.0f} | {rates[batch] / rates[shape['caption_batches'][0]]:.2f}x"
-              f" | {sum(tokens) / len(tokens):.0f} |")
+        speedup = rates[batch] / rates[shape["caption_batches"][0]]
+        print(f"| {batch} | {seconds:.1f} | {rates[batch]:.0f} | {speedup:.2f}x | {sum(tokens) / len(tokens):.0f} |")
     del model
     return rates
 

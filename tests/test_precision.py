@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from test_generation import ByteTokenizer
 
 from llama import generate
 from llama import precision as precision_module
 from llama.precision import auto_dtype, quantize_int8
 
 from conftest import random_model, tiny_args
-from test_generation import ByteTokenizer
 
 
 def test_auto_dtype_is_bf16_on_gpus_and_on_cpus_with_bf16_units(monkeypatch):

@@ -14,7 +14,6 @@ import torch
 from .model import KVCache, SlotCache, Transformer
 from .tokenizer import Tokenizer
 
-
 REFILL_FRACTION = 4  # free rows take new prompts once a quarter of the rows are free (see generate)
 
 

@@ -1,0 +1,17 @@
+"""The GPU benchmark runs end to end: its code is exercised here at a toy shape on the CPU, so that the
+first machine with a GPU takes the README's figures in one command (benchmarks/gpu_7b.py)."""
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_gpu_benchmark_runs_at_a_toy_shape():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_7b.py"), "--shape", "tiny", "--device",
+                             "cpu"], capture_output=True, text=True, check=True, timeout=600)
+    summary = dict(item.split("=") for item in result.stdout.strip().splitlines()[-1].split()[1:])
+    expected = {"decode_tok_s_batch1", "decode_tok_s_batch4", "clips_per_hour_batch1", "clips_per_hour_batch4",
+                "mert_windows_s_bfloat16", "mert_windows_s_float32"}
+    assert set(summary) == expected and all(float(v) > 0 for v in summary.values())
+    assert "| batch | tok/s | ms per step | floor ms per step |" in result.stdout
