@@ -31,12 +31,14 @@ from llama.encoders.mert import hubert_config  # noqa: E402
 
 SHAPES = {
     "7b": {"llama": ModelArgs(max_seq_len=4096), "mert": MERT_330M, "clips": 128, "seconds": 30.0,
-           "decode_batches": [1, 8, 32, 64], "caption_batches": [1, 16, 64], "windows": 64},
+           "decode_batches": [1, 8, 32, 64], "caption_batches": [1, 16, 64], "windows": 64, "new_tokens": 64,
+           "repeats": 3},
     "tiny": {"llama": ModelArgs(dim=128, n_layers=4, n_heads=4, vocab_size=32000, max_seq_len=512),
              "mert": {**MERT_330M, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                       "intermediate_size": 128, "conv_dim": [32] * 7, "num_conv_pos_embedding_groups": 4,
                       "num_conv_pos_embeddings": 16},
-             "clips": 8, "seconds": 2.0, "decode_batches": [1, 4], "caption_batches": [1, 4], "windows": 4},
+             "clips": 8, "seconds": 2.0, "decode_batches": [1, 4], "caption_batches": [1, 4], "windows": 4,
+             "new_tokens": 16, "repeats": 1},
 }
 
 
@@ -51,9 +53,9 @@ def caption(shape: dict, device, dtype, tmp: Path) -> dict[int, float]:
         paths.append(tmp / f"{i:04d}.wav")
         soundfile.write(paths[-1], 0.1 * rng.standard_normal(int(shape["seconds"] * 24000)).astype(np.float32), 24000)
     pairs = [(str(p), "Describe the audio") for p in paths]
-    settings = {"max_gen_len": 64, "temperature": 0.0, "top_p": 1.0, "seed": 0}
+    settings = {"max_gen_len": shape["new_tokens"], "temperature": 0.0, "top_p": 1.0, "seed": 0}
     answer_pairs(model, pairs[:1], tmp / "warmup.jsonl", 1, settings, desc="warm-up")
-    print(f"captioning: {len(pairs)} clips of {shape['seconds']:g} s, 64-token answers, greedy")
+    print(f"captioning: {len(pairs)} clips of {shape['seconds']:g} s, {shape['new_tokens']}-token answers, greedy")
     print("| batch | seconds | clips/hour | speed-up | mean answer tokens |")
     print("|---|---|---|---|---|")
     rates = {}
@@ -86,7 +88,7 @@ def mert_windows(shape: dict, device, dtypes=(torch.bfloat16, torch.float32)) ->
         with torch.device(device):
             mert = MERT(hubert_config(shape["mert"])).to(device, dtype).eval()
         with torch.inference_mode():
-            seconds, _ = timed(lambda m=mert: (m.layer_means(waves, batch_size=8), _sync()), 2)
+            seconds, _ = timed(lambda m=mert: (m.layer_means(waves, batch_size=8), _sync()), shape["repeats"])
         name = str(dtype).removeprefix("torch.")
         rates[name] = len(waves) / seconds
         print(f"| {name} | {rates[name]:.1f} | {rates[name] * shape['seconds']:.0f} |")
@@ -111,7 +113,8 @@ def main():
     shape, dtype = SHAPES[args.shape], getattr(torch, args.dtype)
     machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else describe_machine(dtype)
     print(f"{machine}; torch {torch.__version__}; shape {args.shape}\n")
-    decode = random_7b(args.device, dtype, shape["decode_batches"], 64, 3, args=shape["llama"])
+    decode = random_7b(args.device, dtype, shape["decode_batches"], shape["new_tokens"], shape["repeats"],
+                       args=shape["llama"])
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     print()

@@ -226,14 +226,14 @@ def test_llama_chat_llm_decodes_as_transformers_with_continuous_batching(smollm2
 
     from annotate import ChatLLM
 
-    llm = ChatLLM(str(smollm2_dir), max_new_tokens=24, decode_batch=2)
+    llm = ChatLLM(str(smollm2_dir), max_new_tokens=12, decode_batch=2)
     assert llm.llama is not None
     chats = [[{"role": "user", "content": q}] for q in ("What is a cello?", "Hi", "Name a drum.")]
     ours = llm.generate(chats, temperature=0.0)
     hf = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
     for chat, text in zip(chats, ours, strict=True):
         ids = llm.tokenizer(llm.render(chat), add_special_tokens=False, return_tensors="pt")["input_ids"]
-        out = hf.generate(ids, max_new_tokens=24, do_sample=False, eos_token_id=llm.stop_ids)
+        out = hf.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=llm.stop_ids)
         assert text == llm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
     sampled = llm.generate(chats, temperature=0.7)
     assert all(s.strip() for s in sampled)

@@ -83,8 +83,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     cache = SlotCache(model.args, rows, max(map(len, ids)) + max_new_tokens, device=device, dtype=dtype)
     row_adapters = {layer: a.new_zeros(rows, a.shape[-1]) for layer, a in (adapters or {}).items()}
-    logits = torch.zeros(rows, model.args.vocab_size, device=device)
-    states = torch.zeros(rows, model.args.dim, device=device, dtype=dtype)
+    logits = states = None  # per row: the next token's logits, the state before the final norm
     request: list[int | None] = [None] * rows  # the prompt each row decodes
     waiting = 0  # prompts[waiting:] have not started
     # A prefill reads every weight once, as a decoding step does: prompts join in groups of at least
@@ -106,6 +105,9 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
                 a[new_rows] = adapters[layer][new].to(a)
             first_logits, first_states = prefill(model, [ids[i] for i in new], filler, cache, new_rows,
                                                  {layer: adapters[layer][new] for layer in row_adapters})
+            if logits is None:  # sized by the first prefill: a head may have rows beyond args.vocab_size
+                logits = first_logits.new_zeros(rows, first_logits.shape[-1])
+                states = first_states.new_zeros(rows, first_states.shape[-1])
             logits[new_rows], states[new_rows] = first_logits, first_states
             for row, i in joining:
                 request[row] = i
@@ -123,7 +125,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
                 finished = True
             else:
                 if t in keep:
-                    hidden[i][len(generated[i])] = states[row]
+                    hidden[i][len(generated[i])] = states[row].clone()  # the row may take another prompt
                 generated[i].append(t)
                 finished = len(generated[i]) == max_new_tokens or (stop is not None and stop(ids[i] + generated[i]))
             if finished:
