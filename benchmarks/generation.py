@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from llama import ModelArgs, Tokenizer, generate, load_llama
+from llama.precision import cpu_name
 from llama.testing.tiny import random_transformer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,11 +87,7 @@ def hf_generate(hf, prompts, new_tokens, pad_id):
 
 
 def describe_machine(dtype) -> str:
-    import platform
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {torch.get_num_threads()} threads, {str(dtype).removeprefix('torch.')}"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, {str(dtype).removeprefix('torch.')}"
 
 
 def compare_with_transformers(folder: Path, batches, new_tokens, repeats, dtype):

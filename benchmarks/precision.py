@@ -21,7 +21,7 @@ import torch
 from llama import Tokenizer, generate, load, load_llama
 from llama.cli import DEMO_PATHS
 from llama.data.synthetic import make_dataset
-from llama.precision import cpu_has_bf16_units, quantize_int8
+from llama.precision import cpu_has_bf16_units, cpu_name, quantize_int8
 from llama.prompt import format_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,9 +130,7 @@ def main():
     parser.add_argument("--new_tokens", type=int, default=32)
     args = parser.parse_args()
     torch.manual_seed(0)
-    cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-               if line.startswith("model name"))
-    print(f"{cpu}, {torch.get_num_threads()} threads, bf16 matrix units (AMX / AVX512-BF16): "
+    print(f"{cpu_name()}, {torch.get_num_threads()} threads, bf16 matrix units (AMX / AVX512-BF16): "
           f"{'yes' if cpu_has_bf16_units() else 'no'}; greedy")
     print(f"| model | precision | {' | '.join(f'tok/s batch {b}' for b in args.batch)} | answers as float32 | "
           "top-1 as float32 (teacher-forced) | max logit error / logit std |")

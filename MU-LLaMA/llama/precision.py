@@ -1,6 +1,7 @@
 """Which precision a model runs in: the dtype `--dtype auto` picks for a device, and int8 weight-only
 quantisation of the LLaMA backbone (torchao) for a 7B model on a 16 GB GPU or in CPU memory."""
 
+import platform
 from pathlib import Path
 
 import torch
@@ -8,13 +9,24 @@ import torch
 from .model import Attention, FeedForward, Transformer
 
 
+def cpu_info() -> str:
+    """This machine's /proc/cpuinfo ("" where there is none: not Linux)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as benchmarks print beside their figures."""
+    names = [line.split(":", 1)[1].strip() for line in cpu_info().splitlines() if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown CPU"
+
+
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX or AVX512-BF16): without
     them, bf16 weights decode slower than float32 (README, Throughput)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: assume none
-        return False
+    flags = cpu_info()
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
