@@ -32,8 +32,10 @@ default) are read and encoded together, and a row whose answer ended takes the n
 short answers never wait for long ones (README, Throughput).
 
 Decoding is greedy by default (--temperature 0): in float32 a pair gets the same answer at any
---batch_size and on any rank; in bf16/fp16 the batch's shape can change rounding and so, rarely, a
-token. With --temperature > 0 the samples depend on which pairs share a batch.
+--batch_size and on any rank; in bf16/fp16 (bf16 is what --dtype auto picks on GPUs and on CPUs with
+bf16 units) the batch's shape changes rounding and so, at a near-tie, a token: 56 of the demo model's
+64 answers at batch 16 were batch 1's (README, Throughput). --dtype float32 where that matters.
+With --temperature > 0 the samples depend on which pairs share a batch.
 """
 
 import argparse
@@ -48,7 +50,7 @@ import soundfile
 from tqdm import tqdm
 
 import llama
-from llama.cli import add_model_arguments, load_model, run_main
+from llama.cli import BATCH_DTYPE_NOTE, add_model_arguments, load_model, run_main
 from llama.data.dataset import load_records
 from llama.records import append_records, atomic_path, json_line, lock_output, read_jsonl
 
@@ -228,7 +230,8 @@ def main(argv=None):
     parser.add_argument("--audio_root", help="folder of a MusicQA JSON's audio_name files (default: the JSON's folder)")
     parser.add_argument("--output", required=True, help="JSONL of records; resumed if it exists")
     parser.add_argument("--batch_size", type=int, default=16,
-                        help="(clip, question) pairs decoded at once, with continuous batching (default 16)")
+                        help="(clip, question) pairs decoded at once, with continuous batching (default 16)"
+                             + BATCH_DTYPE_NOTE)
     parser.add_argument("--queue_size", type=int,
                         help=f"pairs read, encoded and queued at a time (default {QUEUE_FACTOR} x --batch_size); "
                         "equal to --batch_size: static batches, each decoded until its longest answer ends")

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 import llama
 from llama.cli import (
+    BATCH_DTYPE_NOTE,
     add_model_arguments,
     load_model,
     positive_int,
@@ -69,7 +70,8 @@ def main(argv=None):
     parser.add_argument("--audio_root", help="folder of the clips (default: the data file's folder)")
     parser.add_argument("--output", default="./results/mullama_data.json")
     parser.add_argument("--batch_size", type=positive_int, default=16,
-                        help="(clip, question) pairs decoded at once, with continuous batching")
+                        help="(clip, question) pairs decoded at once, with continuous batching"
+                             + BATCH_DTYPE_NOTE)
     parser.add_argument("--queue_size", type=positive_int,
                         help="pairs read, encoded, queued and written at a time (default 8 x --batch_size)")
     parser.add_argument("--shuffle_audio", action="store_true", help="answer with another clip's audio (control)")

@@ -37,7 +37,15 @@ import transformers
 from tqdm import tqdm
 
 import llama
-from llama.cli import UsageError, add_model_arguments, add_mumu_arguments, load_mumu_model, positive_int, run_main
+from llama.cli import (
+    BATCH_DTYPE_NOTE,
+    UsageError,
+    add_model_arguments,
+    add_mumu_arguments,
+    load_mumu_model,
+    positive_int,
+    run_main,
+)
 from llama.data.dataset import derangement, read_json_records
 from llama.records import append_records, atomic_path, lock_output, read_jsonl
 
@@ -200,7 +208,8 @@ def main(argv=None):
     parser.add_argument("--input_root", type=Path, help="folder the requests' files are relative to "
                         "(default: the data file's folder)")
     parser.add_argument("--batch_size", type=positive_int, default=8,
-                        help="requests decoded at once, with continuous batching (8 x as many are queued)")
+                        help="requests decoded at once, with continuous batching (8 x as many are queued)"
+                             + BATCH_DTYPE_NOTE)
     parser.add_argument("--shuffle_requests", action="store_true",
                         help="control: answer each request's inputs with another request's prompt")
     parser.add_argument("--shuffle_seed", type=int, default=0)

@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# --dtype auto picks bf16 on CPUs with bf16 matrix units: the suite treats every CPU as one without them, so that
+# its outcome does not depend on the CPU that runs it (tests/test_precision.py runs the bf16 branch on purpose;
+# MU_LLAMA_CPU_BF16=1 pytest runs the whole suite as a CPU with bf16 units would: it must pass too).
+os.environ.setdefault("MU_LLAMA_CPU_BF16", "0")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two test processes share the CI's 2 cores (pyproject: -n 2): one compute thread each, inherited by the
     # scripts tests start. Two threads each would oversubscribe the cores, and OpenMP's spinning waits then

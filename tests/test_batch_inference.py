@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from llama.cli import run_main
+
 from conftest import ROOT
 from tiny import write_tiny_release
 
@@ -53,7 +55,8 @@ def setup(tmp_path_factory, sentencepiece_model):
     release = write_tiny_release(root, sentencepiece_model)
     good, bad = write_clips(root / "clips")
     model = ["--model", str(release["checkpoint"]), "--llama_dir", str(release["llama_dir"]),
-             "--mert_path", str(release["mert_path"]), "--max_gen_len", "8"]
+             "--mert_path", str(release["mert_path"]), "--max_gen_len", "8",
+             "--dtype", "float32"]  # records are compared exactly: float32, whatever --dtype auto picks here
     reference = root / "reference.jsonl"
     batch_inference.main(["--input", str(root / "clips"), "--question", *QUESTIONS, "--output", str(reference),
                           "--batch_size", "1", *model])
@@ -258,3 +261,28 @@ def test_a_second_run_on_a_locked_output_stops_and_a_stale_lock_does_not(setup, 
     # the lock file left by that run (its process gone, the lock released) blocks nothing
     batch_inference.main(args)
     assert by_pair(out) == by_pair(setup["reference"])
+
+
+@pytest.mark.parametrize("bf16_units", ["0", "1"], ids=["cpu-without-bf16", "cpu-with-bf16"])
+def test_dtype_auto_either_way_writes_every_pair_once_and_resumes(setup, tmp_path, monkeypatch, capsys, bf16_units):
+    """--dtype auto as a CPU with and without bf16 units chooses (MU_LLAMA_CPU_BF16 overrides what this CPU
+    reports). bf16 promises complete, unique, resumable records, not float32's answers: a batched bf16 answer
+    may differ from the same pair's alone (README, Throughput), so only float32's are compared exactly."""
+    monkeypatch.setenv("MU_LLAMA_CPU_BF16", bf16_units)
+    output = tmp_path / "auto.jsonl"
+    batch_inference.main(folder_args(setup, output, "--batch_size", "3", "--dtype", "auto"))
+    lines = records(output)
+    assert {r["settings"]["dtype"] for r in lines if "answer" in r} == {"bfloat16" if bf16_units == "1" else "float32"}
+    assert by_pair(output).keys() == by_pair(setup["reference"]).keys()  # every pair, once
+    if bf16_units == "0":
+        assert by_pair(output) == by_pair(setup["reference"])
+    kept = output.read_text().splitlines(keepends=True)[:9]  # a run killed after 9 records
+    output.write_text("".join(kept))
+    batch_inference.main(folder_args(setup, output, "--batch_size", "3", "--dtype", "auto"))
+    assert output.read_text().splitlines(keepends=True)[:9] == kept  # what was written stays
+    assert by_pair(output).keys() == by_pair(setup["reference"]).keys()
+    monkeypatch.setenv("MU_LLAMA_CPU_BF16", "yes")
+    with pytest.raises(SystemExit) as error:
+        run_main(batch_inference.main, folder_args(setup, tmp_path / "bad.jsonl", "--dtype", "auto"))
+    assert error.value.code == 2 and not (tmp_path / "bad.jsonl").exists()
+    assert capsys.readouterr().err.splitlines()[-1].endswith("error: MU_LLAMA_CPU_BF16 must be 0 or 1, not 'yes'")

@@ -45,7 +45,8 @@ def command(setup, output, *extra):
     root, release = setup
     return [sys.executable, str(SCRIPT), "--model", str(release["checkpoint"]), "--llama_dir",
             str(release["llama_dir"]), "--mert_path", str(release["mert_path"]), "--data", str(root / "eval.json"),
-            "--audio_root", str(root / "audios"), "--output", str(output), "--max_gen_len", "8", *extra]
+            "--audio_root", str(root / "audios"), "--output", str(output), "--max_gen_len", "8",
+            "--dtype", "float32", *extra]  # answers are compared exactly: float32, whatever --dtype auto picks
 
 
 def meta(output):

@@ -279,7 +279,8 @@ def generate(release, data, out, *extra):
                                "--vivit_path", str(release["vivit_path"]),
                                "--music_decoder_path", str(release["music_decoder_path"]), "--data", str(data),
                                "--output_dir", str(out), "--music_seconds", "0.15", "--music_temperature", "0",
-                               "--max_gen_len", "40", "--batch_size", "3", *extra])
+                               "--max_gen_len", "40", "--batch_size", "3",
+                               "--dtype", "float32", *extra])  # records compared exactly: float32, not auto
 
 
 def lines(path):

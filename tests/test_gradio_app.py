@@ -38,7 +38,8 @@ def app_args(tmp_path_factory, sentencepiece_model):
     return gradio_app.build_parser().parse_args([
         "--model", str(release["checkpoint"]), "--llama_dir", str(release["llama_dir"]),
         "--mert_path", str(release["mert_path"]), "--max_gen_len", "12", "--temperature", "0.6", "--top_p", "0.8",
-        "--max_audio_seconds", "10", "--port", str(port)])
+        "--max_audio_seconds", "10", "--port", str(port),
+        "--dtype", "float32"])  # answers are compared exactly: float32, whatever --dtype auto picks here
 
 
 @pytest.fixture(scope="module")

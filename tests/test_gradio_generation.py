@@ -38,7 +38,7 @@ SAMPLING = [40, 0.0, 1.0, 0]  # max length, temperature (greedy: chained_mumu's 
 def args(tmp_path_factory, sentencepiece_model):
     release = write_tiny_mumu_release(tmp_path_factory.mktemp("mumu"), sentencepiece_model, build=chained_mumu)
     flags = ["--generate", "--max_audio_seconds", "10", "--max_gen_len", "40", "--temperature", "0",
-             "--music_temperature", "0"]
+             "--music_temperature", "0", "--dtype", "float32"]  # exact answers are asserted: float32, not auto
     for key in ("checkpoint", "llama_dir", "mert_path", "vit_path", "music_decoder_path"):
         flags += ["--model" if key == "checkpoint" else f"--{key}", str(release[key])]
     return gradio_app.build_parser().parse_args(flags)

@@ -189,7 +189,8 @@ def run_inference(*args):
 def test_inference_writes_music_with_the_m2ugen_flags(release, media, tmp_path):
     flags = ["--model", release["checkpoint"], "--llama_dir", release["llama_dir"], "--mert_path",
              release["mert_path"], "--vit_path", release["vit_path"], "--vivit_path", release["vivit_path"],
-             "--music_decoder", "musicgen", "--music_decoder_path", release["music_decoder_path"]]
+             "--music_decoder", "musicgen", "--music_decoder_path", release["music_decoder_path"],
+             "--dtype", "float32"]  # an exact answer is asserted: float32, whatever --dtype auto picks here
     done = run_inference(*flags, "--prompt", "Generate a music", "--image_file", media / "red.png", "--audio_file",
                          media / "tune.wav",
                          "--output_dir", tmp_path / "out", "--music_seconds", "0.4", "--music_temperature", "0",

@@ -295,7 +295,7 @@ def test_readme_layout_and_hub_ids_give_the_same_answers(release, tmp_path):
     song = clip_file(tmp_path / "song.wav")
     command = [sys.executable, str(ROOT / "MU-LLaMA" / "inference.py"), "--model", "ckpts/checkpoint.pth",
                "--audio_path", str(song), "--question", "Describe the audio", "--max_gen_len", "6",
-               "--temperature", "0"]
+               "--temperature", "0", "--dtype", "float32"]  # answers compared exactly: float32, not auto
     cwd = release["checkpoint"].parents[1]
     readme = subprocess.run([*command, "--llama_dir", "ckpts/LLaMA", "--mert_path", "ckpts/MERT-v1-330M"],
                             cwd=cwd, capture_output=True, text=True, check=True)
@@ -352,7 +352,8 @@ def test_mert_v0_sample_rate_comes_from_its_preprocessor_config(release, tmp_pat
     result = subprocess.run([sys.executable, str(ROOT / "MU-LLaMA" / "inference.py"), "--model",
                              str(release["checkpoint"]), "--llama_dir", str(release["llama_dir"]), "--mert_path",
                              str(tmp_path / "MERT-v0"), "--audio_path", str(song), "--max_gen_len", "6",
-                             "--temperature", "0"], capture_output=True, text=True, check=True)
+                             "--temperature", "0", "--dtype", "float32"],  # compared with float32 load() exactly
+                            capture_output=True, text=True, check=True)
     expected = model.answer([load_audio(song, 16000)], ["Describe the Audio"], max_new_tokens=6)
     assert answers_of(result) == [f"A: {expected[0]}"]
 

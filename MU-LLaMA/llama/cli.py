@@ -89,6 +89,12 @@ DEMO_MUMU_PATHS = {"model": str(ROOT / "demo" / "mumu" / "checkpoint.safetensors
                    "music_decoder_path": str(ROOT / "demo" / "mumu" / "notes")}
 
 
+# Said in the --batch_size help of every batch script: what batching keeps, by dtype (README, Throughput).
+BATCH_DTYPE_NOTE = ("; in float32 each answer is the one it gets alone; in bf16 (--dtype auto on GPUs and on CPUs "
+                    "with bf16 units) a near-tie may go another way in a batch: --dtype float32 for records that must "
+                    "not depend on the batch size")
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512, temperature: float = 0.6,
                         top_p: float = 0.8):
     """The upstream model flags, the sampling flags and the run flags."""
@@ -113,7 +119,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     run.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto",
                      help="LLaMA and bridge dtype; auto = bfloat16 on GPU and on CPUs with bf16 matrix units (AMX, "
-                     "AVX512-BF16), else float32 (MERT stays float32)")
+                     "AVX512-BF16; MU_LLAMA_CPU_BF16=0 or 1 overrides what the CPU reports), else float32 (MERT "
+                     "stays float32). In a batch, bf16 answers may differ from answers alone (README, Throughput)")
     run.add_argument("--quantize", choices=["none", "int8"], default="none",
                      help="int8: LLaMA's projections in int8 weight-only (torchao): a 7B model in ~7 GB, for 16 GB "
                      "GPUs or CPU memory; slower on CPUs here, and answers drift (README, Throughput)")
@@ -186,7 +193,12 @@ def wants_mumu(args) -> bool:
 
 
 def _dtype(args) -> torch.dtype:
-    return auto_dtype(args.device) if args.dtype == "auto" else getattr(torch, args.dtype)
+    if args.dtype != "auto":
+        return getattr(torch, args.dtype)
+    try:
+        return auto_dtype(args.device)
+    except ValueError as e:  # a bad $MU_LLAMA_CPU_BF16
+        raise UsageError(str(e)) from None
 
 
 def quantize(args, llama: Transformer) -> None:

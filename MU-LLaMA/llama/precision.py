@@ -1,6 +1,7 @@
 """Which precision a model runs in: the dtype `--dtype auto` picks for a device, and int8 weight-only
 quantisation of the LLaMA backbone (torchao) for a 7B model on a 16 GB GPU or in CPU memory."""
 
+import os
 import platform
 from pathlib import Path
 
@@ -23,9 +24,20 @@ def cpu_name() -> str:
     return names[0] if names else platform.processor() or "unknown CPU"
 
 
+# Overrides the CPU-feature check: "1" treats this CPU as one with bf16 matrix units, "0" as one without
+# (tests pin it, so that their outcome does not depend on the CPU that runs them; a user can force either).
+BF16_UNITS_VARIABLE = "MU_LLAMA_CPU_BF16"
+
+
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX or AVX512-BF16): without
-    them, bf16 weights decode slower than float32 (README, Throughput)."""
+    them, bf16 weights decode slower than float32 (README, Throughput). $MU_LLAMA_CPU_BF16 (0 or 1)
+    overrides what the CPU reports."""
+    forced = os.environ.get(BF16_UNITS_VARIABLE)
+    if forced is not None:
+        if forced not in ("0", "1"):
+            raise ValueError(f"{BF16_UNITS_VARIABLE} must be 0 or 1, not {forced!r}")
+        return forced == "1"
     flags = cpu_info()
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
