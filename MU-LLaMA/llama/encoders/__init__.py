@@ -1,0 +1,1 @@
+"""The encoders whose features the bridges read: MERT (music), ViT (images), ViViT (video)."""
