@@ -164,3 +164,19 @@ def test_joint_tokenization_gives_the_originals_labels_and_loss(sentencepiece_mo
         original = torch.nn.functional.cross_entropy(logits[0, :-1], original_labels[1:], ignore_index=0)
     assert torch.allclose(ours, original, atol=1e-6)
 
+
+
+def test_one_renderer_plays_each_clip_as_a_fresh_soundfont_would():
+    """make_dataset and the note-event decoder render many clips with one synthetic.Renderer (the soundfont is
+    parsed once): every clip, two instruments and long releases included, has the bytes of a clip rendered
+    by a soundfont loaded for it alone (synthetic.render), whatever came before it."""
+    import random
+
+    from llama.data import synthetic
+
+    renderer, rng = synthetic.Renderer(), random.Random(0)
+    for i in range(24):
+        facts = synthetic.random_facts(rng) | ({"count": 2} if i % 3 == 0 else {})
+        seconds = (0.5, 3.0, 6.0)[i % 3]
+        midi = synthetic.compose(facts, seconds, random.Random(i))
+        assert renderer(midi, seconds).tobytes() == synthetic.render(midi, seconds).tobytes(), (i, facts)

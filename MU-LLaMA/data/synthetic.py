@@ -86,34 +86,51 @@ def compose(facts: dict, seconds: float, rng: random.Random) -> pretty_midi.Pret
     return midi
 
 
-def render(midi: pretty_midi.PrettyMIDI, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """MIDI -> mono float32 audio with tinysoundfont (one channel per instrument)."""
-    import tinysoundfont
+class Renderer:
+    """MIDI -> mono float32 audio with tinysoundfont (one channel per instrument). Parsing the soundfont
+    takes most of a clip's time, so one renderer plays many clips: after each it silences every voice
+    and resets the channels, and the next clip comes out bit for bit as from a fresh soundfont (tested)."""
 
-    synth = tinysoundfont.Synth(samplerate=sample_rate)
-    font = synth.sfload(soundfont())
-    events = []
-    for channel, instrument in enumerate(midi.instruments):
-        synth.program_select(channel, font, 0, instrument.program)
-        for note in instrument.notes:
-            events.append((note.start, 1, channel, note.pitch, note.velocity))
-            events.append((note.end, 0, channel, note.pitch, 0))
-    events.sort()
-    total = int(seconds * sample_rate)
-    out, done = [], 0
-    for time, is_on, channel, pitch, velocity in events:
-        until = min(int(time * sample_rate), total)
-        if until > done:
-            out.append(np.frombuffer(synth.generate(until - done), dtype=np.float32))
-            done = until
-        if is_on:
-            synth.noteon(channel, pitch, velocity)
-        else:
-            synth.noteoff(channel, pitch)
-    if done < total:
-        out.append(np.frombuffer(synth.generate(total - done), dtype=np.float32))
-    stereo = np.concatenate(out).reshape(-1, 2)
-    return stereo.mean(axis=1).astype(np.float32)
+    def __init__(self, sample_rate: int = SAMPLE_RATE):
+        import tinysoundfont
+
+        self.sample_rate = sample_rate
+        self.synth = tinysoundfont.Synth(samplerate=sample_rate)
+        self.font = self.synth.sfload(soundfont())
+
+    def __call__(self, midi: pretty_midi.PrettyMIDI, seconds: float) -> np.ndarray:
+        synth, events = self.synth, []
+        for channel, instrument in enumerate(midi.instruments):
+            synth.program_select(channel, self.font, 0, instrument.program)
+            for note in instrument.notes:
+                events.append((note.start, 1, channel, note.pitch, note.velocity))
+                events.append((note.end, 0, channel, note.pitch, 0))
+        events.sort()
+        total = int(seconds * self.sample_rate)
+        out, done = [], 0
+        for time, is_on, channel, pitch, velocity in events:
+            until = min(int(time * self.sample_rate), total)
+            if until > done:
+                out.append(np.frombuffer(synth.generate(until - done), dtype=np.float32))
+                done = until
+            if is_on:
+                synth.noteon(channel, pitch, velocity)
+            else:
+                synth.noteoff(channel, pitch)
+        if done < total:
+            out.append(np.frombuffer(synth.generate(total - done), dtype=np.float32))
+        # Back to a fresh soundfont's state: every voice stopped (a zero release, played out) and the
+        # channels reset, so that no tail of this clip sounds in the next one.
+        synth.sounds_off()
+        synth.generate(self.sample_rate)
+        synth.soundfonts[self.font].reset()
+        stereo = np.concatenate(out).reshape(-1, 2)
+        return stereo.mean(axis=1).astype(np.float32)
+
+
+def render(midi: pretty_midi.PrettyMIDI, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """One clip: MIDI -> mono float32 audio (a Renderer for many)."""
+    return Renderer(sample_rate)(midi, seconds)
 
 
 def random_facts(rng: random.Random) -> dict:
@@ -219,13 +236,14 @@ def make_dataset(out, clips: int = 400, seconds: float = 3.0, test_fraction: flo
     rng = random.Random(seed)
     facts, train, test = {}, [], []
     n_test = round(clips * test_fraction)
+    renderer = Renderer()
     for i in range(clips):
         name = f"{i:06d}.wav"
         clip_facts = random_facts(rng)
         path = out / "audios" / name
         midi = compose(clip_facts, seconds, rng)  # always: composing draws from rng, so the next clips' facts
         if not path.exists():                     # stay those of a first run when files are reused
-            soundfile.write(path, render(midi, seconds), SAMPLE_RATE)
+            soundfile.write(path, renderer(midi, seconds), SAMPLE_RATE)
         facts[name] = {k: clip_facts[k] for k in ("instrument", "tempo", "mode", "loudness", "count", "bpm")}
         (test if i < n_test else train).extend(qa_records(name, clip_facts, rng, per_clip))
     for split, records in (("train", train), ("test", test)):

@@ -135,12 +135,12 @@ class NoteEventDecoder:
 
         self.check_seconds(seconds)
         rng = random.Random(seed)
-        waves = []
+        waves, render = [], synthetic.Renderer(self.sample_rate)
         for chosen in self.choose(embeds, temperature, seed):
             facts = {**chosen, "program": synthetic.FAMILIES[chosen["instrument"]][0],
                      "bpm": sum(synthetic.TEMPI[chosen["tempo"]]) // 2,
                      "velocity": synthetic.LOUDNESS[chosen["loudness"]], "count": 1}
-            waves.append(synthetic.render(synthetic.compose(facts, seconds, rng), seconds, self.sample_rate))
+            waves.append(render(synthetic.compose(facts, seconds, rng), seconds))
         return waves
 
 
