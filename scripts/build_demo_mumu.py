@@ -24,39 +24,17 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
-
 import llama
-from llama.build import initial_mumu_tensors
 from llama.cli import UsageError, add_debug_argument, positive_int, run_main
 from llama.data import synthetic
 from llama.data.cache_features import FeatureCache, build_cache, build_target_cache
 from llama.data.generation_checks import check_generation, markdown_table
 from llama.data.synthetic_requests import make_request_dataset
 from llama.decoders.notes import train_note_decoder
-from llama.formats.mumu import read_mumu, save_mumu
-from llama.paths import llama_folder
 from llama.training import TrainConfig, parse_overrides, train
-from llama.training.engine import build_run
+from llama.training.projector import write_standardized_start
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@torch.no_grad()
-def projector_statistics(config: TrainConfig, batches: int) -> dict:
-    """The projector's input mean and std per channel over the first `batches` batches of the config's data,
-    taken through the training step itself (so the states are exactly those the projector will learn from)."""
-    run = build_run(config, "cpu")
-    run.model.eval()
-    seen = []
-    hook = run.model.output_projector.register_forward_pre_hook(
-        lambda module, inputs: seen.append((inputs[0].float() + inputs[1].float()).flatten(0, 1)))
-    for start in range(0, min(batches * config.batch_size, len(run.dataset)), config.batch_size):
-        run.step(run.model, run.collate([run.dataset[i] for i in range(start, start + config.batch_size)]))
-    hook.remove()
-    projector = run.model.output_projector
-    projector.set_input_statistics(torch.cat(seen))
-    return {f"output_projector.{n}": b.clone() for n, b in projector.named_buffers()}
 
 
 def main(argv=None):
@@ -107,13 +85,7 @@ def main(argv=None):
     overrides.update(output_dir=str(out / "projector"), pretrained_path=str(fresh), data=overrides["data"][:2])
     projector = TrainConfig.load(args.projector_config, overrides)
     if not (out / "projector" / "train_state.pt").exists():
-        tensors, mumu_config, _ = read_mumu(out / "train" / "checkpoint.safetensors")
-        mumu_config.projector_standardize = True
-        initial = initial_mumu_tensors(mumu_config, llama_folder(args.llama_dir, None), config.seed)
-        tensors.update({k: v for k, v in initial.items() if k.startswith("output_projector.")})
-        save_mumu(fresh, tensors, mumu_config)
-        tensors.update(projector_statistics(projector, args.statistics_batches))
-        save_mumu(fresh, tensors, mumu_config)
+        write_standardized_start(out / "train" / "checkpoint.safetensors", projector, args.statistics_batches)
     train(projector, resume=(out / "projector" / "train_state.pt").exists())
 
     export.mkdir(parents=True, exist_ok=True)
