@@ -73,6 +73,8 @@ def main(argv=None):
     parser.add_argument("--audio_batch", type=int, default=32)
     parser.add_argument("--audio_crop", type=float, default=1.5, help="seconds of each clip heard per encoder step")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no_quality", action="store_true",
+                        help="export the model without measuring its held-out quality table (EXPORT/quality.json)")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="train.py config overrides")
     add_debug_argument(parser)
@@ -106,6 +108,8 @@ def main(argv=None):
     for name in ("config.json", "pytorch_model.bin", "preprocessor_config.json"):
         shutil.copyfile(out / "MERT" / name, export / "MERT" / name)
     write_examples(export / "examples")
+    if args.no_quality:
+        return
 
     model = llama.load(export / "checkpoint.safetensors", args.llama_dir, export / "MERT")
     comparison = synthetic.compare(model, data)

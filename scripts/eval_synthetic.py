@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import llama
-from llama.cli import add_debug_argument, resolve_model_paths, run_main
+from llama.cli import UsageError, add_debug_argument, resolve_model_paths, run_main
 from llama.data.synthetic import compare, markdown_table
 
 
@@ -33,6 +33,9 @@ def main(argv=None):
     parser.add_argument("--output", help="write the table as JSON here too")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
+    for name in ("test.json", "facts.json"):  # before the model loads: a 7B takes minutes
+        if not (Path(args.data) / name).is_file():
+            raise UsageError(f"--data {args.data} has no {name}: give a folder written by data/synthetic.py")
     resolve_model_paths(args)
     model = llama.load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type)
     comparison = compare(model, args.data, args.kinds, args.limit, args.shuffle_seed, args.max_gen_len)

@@ -15,9 +15,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
 
+import fcntl  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -45,6 +47,20 @@ def random_model(args: ModelArgs, seed: int = 0) -> Transformer:
             if name.endswith("norm.weight"):
                 p.uniform_(0.5, 1.5)
     return model.eval()
+
+
+def run_here(main, argv, capsys) -> tuple[int, str, str]:
+    """A script's `main` as its command line runs it (llama.cli.run_main: one-line errors, exit status), but in
+    this process, its imports paid once: (exit status, stdout, stderr)."""
+    from llama.cli import run_main
+
+    try:
+        run_main(main, [str(a) for a in argv])
+        status = 0
+    except SystemExit as e:
+        status = e.code
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +97,35 @@ def browser():
     driver.quit()
 
 
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """scripts/make_tiny_models.py with its defaults (the tiny LLaMA, MERT, synthetic music and feature cache that
+    the learning tests and the documented pipeline train on), built once per test run: the test processes share
+    one folder, the first to ask builds it and the other waits. Read-only for the tests."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # one folder per run, not per process
+    folder = shared / "tiny-models"
+    with open(shared / "tiny-models.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if not (folder / "complete").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_models.py"), "--out", str(folder)],
+                                  capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr[-4000:]
+            (folder / "complete").write_text(f"built in {time.perf_counter() - start:.0f} s\n")
+    return folder
+
+
+# The longest test files, longest first (measured in one run of the suite; README, Tests). With two test processes
+# each takes the next file when it finishes one (pyproject: --dist loadfile --no-loadscope-reorder), so starting the
+# long ones first keeps both busy until the end instead of leaving one alone with a long file.
+LONGEST_FIRST = ["test_learning.py", "test_train.py", "test_demo_mumu.py", "test_mumu_training.py", "test_demo.py",
+                 "test_pipeline.py", "test_musicqa.py", "test_mumu.py", "test_cli.py", "test_evaluate.py",
+                 "test_batch_inference.py", "test_real_layouts.py", "test_mu_llama.py", "test_generate_mullama.py",
+                 "test_gradio_app.py"]
+
+
 def pytest_collection_modifyitems(items):
-    """The learning tests are the longest chain (about 9 minutes in one process): collected first, so that with
-    two test processes (-n 2, whole files to each) one starts them while the other works through the rest."""
-    items.sort(key=lambda item: item.path.name != "test_learning.py")
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

@@ -89,14 +89,14 @@ def test_note_decoder_reads_every_caption_and_is_deterministic(tmp_path):
 def test_rebuild_script_smoke(tmp_path):
     out, export = tmp_path / "work", tmp_path / "export"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build_demo_mumu.py"), "--out", str(out), "--export",
-                    str(export), "--clips", "20", "--requests", "16", "--test_requests", "4", "--decoder_steps", "10",
+                    str(export), "--clips", "15", "--requests", "8", "--test_requests", "3", "--decoder_steps", "10",
                     "--statistics_batches", "2",
                     "--set", "max_steps=2", "log_every=1"], check=True, capture_output=True, cwd=ROOT, timeout=600)
     assert {p.name for p in export.rglob("*") if p.is_file()} >= {
         "checkpoint.safetensors", "checkpoint.json", "config.json", "model.safetensors", "quality.json"}
     assert json.loads((export / "checkpoint.json").read_text())["step"] == 2
     log = [json.loads(line) for line in (out / "train" / "log.jsonl").read_text().splitlines()]
-    assert [s["kept"] for s in log[0]["data"]] == [16, 32, 48]  # requests, two edits per clip, questions
+    assert [s["kept"] for s in log[0]["data"]] == [8, 24, 36]  # requests, two edits per clip, questions
     quality = json.loads((export / "quality.json").read_text())
     assert {"text_to_music", "edits", "questions", "probe_ceiling"} <= quality.keys()
     assert {"own_clip", "shuffled_clip"} == quality["edits"].keys()

@@ -16,6 +16,10 @@ from conftest import ROOT
 from tiny import write_tiny_release
 
 SCRIPT = ROOT / "ModelEvaluations" / "generate_mullama.py"
+sys.path.insert(0, str(SCRIPT.parent))
+
+import generate_mullama  # noqa: E402
+
 QUESTIONS = ["Describe the audio", "What is the tempo?", "Which instruments play?"]
 
 
@@ -55,7 +59,7 @@ def meta(output):
 
 def test_every_pair_once_and_a_killed_run_resumes(setup, tmp_path):
     full = tmp_path / "full.json"
-    subprocess.run(command(setup, full), check=True, capture_output=True)
+    generate_mullama.main(command(setup, full)[2:])  # in this process; the killed run below is a real one
     answers = json.loads(full.read_text())
     assert sorted(answers) == [f"{i:06d}.wav" for i in range(5)]
     assert all(sorted(v) == sorted(QUESTIONS) for v in answers.values())
@@ -72,16 +76,15 @@ def test_every_pair_once_and_a_killed_run_resumes(setup, tmp_path):
     process.wait()
     done = sum(len(v) for v in json.loads(cut.read_text()).values())
     assert 1 <= done < 15, "the run was not cut short: make it slower"
-    subprocess.run(command(setup, cut), check=True, capture_output=True)
+    generate_mullama.main(command(setup, cut)[2:])
     assert json.loads(cut.read_text()) == answers  # greedy: the same answers, none lost or repeated
     assert meta(cut)["counts"]["answered_this_run"] == 15 - done
 
 
 def test_shuffled_audio_answers_with_another_clip(setup, tmp_path):
     own, shuffled = tmp_path / "own.json", tmp_path / "shuffled.json"
-    subprocess.run(command(setup, own, "--limit", "15"), check=True, capture_output=True)
-    subprocess.run(command(setup, shuffled, "--limit", "15", "--shuffle_audio", "--shuffle_seed", "3"), check=True,
-                   capture_output=True)
+    generate_mullama.main(command(setup, own, "--limit", "15")[2:])  # in this process: the script's main
+    generate_mullama.main(command(setup, shuffled, "--limit", "15", "--shuffle_audio", "--shuffle_seed", "3")[2:])
     own, shuffled = json.loads(own.read_text()), json.loads(shuffled.read_text())
     names = sorted(own)
     heard = dict(zip(names, [names[j] for j in derangement(len(names), 3)], strict=True))
@@ -91,16 +94,16 @@ def test_shuffled_audio_answers_with_another_clip(setup, tmp_path):
     assert shuffled != own
 
 
-def test_silent_clip_answered_and_its_warning_kept_in_the_meta_file(setup, tmp_path):
+def test_silent_clip_answered_and_its_warning_kept_in_the_meta_file(setup, tmp_path, capsys):
     root, release = setup
     soundfile.write(tmp_path / "silence.wav", np.zeros(24000), 24000)
     rows = [{"audio_name": "silence.wav", "conversation": [{"from": "human", "value": QUESTIONS[0]},
                                                            {"from": "gpt", "value": "ref"}]}]
     (tmp_path / "eval.json").write_text(json.dumps(rows))
     output = tmp_path / "silent.json"
-    args = command(setup, output)
+    args = command(setup, output)[2:]
     args[args.index("--data") + 1], args[args.index("--audio_root") + 1] = str(tmp_path / "eval.json"), str(tmp_path)
-    done = subprocess.run(args, check=True, capture_output=True, text=True)
-    assert "warning: silence.wav: silent:" in done.stderr
+    generate_mullama.main(args)
+    assert "warning: silence.wav: silent:" in capsys.readouterr().err
     assert list(json.loads(output.read_text())["silence.wav"]) == [QUESTIONS[0]]
     assert meta(output)["counts"]["warned_clips"]["silence.wav"][0].startswith("silent:")

@@ -4,7 +4,6 @@ chance when each question is answered with another clip's audio. A tiny MuMu-LLa
 its three stages on the same music and on synthetic images learns what each stage is for."""
 
 import json
-import subprocess
 import sys
 import time
 
@@ -21,12 +20,11 @@ from llama.data.synthetic import evaluate  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """scripts/make_tiny_models.py with its defaults, then configs/tiny-pretrain.yaml through train.py."""
+def tiny(tiny_models, tmp_path_factory):
+    """scripts/make_tiny_models.py with its defaults (conftest: built once per run), then configs/tiny-pretrain.yaml
+    through train.py."""
     root = tmp_path_factory.mktemp("learning")
-    tiny = root / "tiny"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_models.py"), "--out", str(tiny)], check=True,
-                   capture_output=True)
+    tiny = tiny_models
     synthetic = tiny / "synthetic"
     start = time.perf_counter()
     train.main(["--config", str(ROOT / "configs" / "tiny-pretrain.yaml"), "--llama_path", str(tiny / "LLaMA"),

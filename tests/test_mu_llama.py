@@ -12,8 +12,12 @@ from llama.formats.mu_llama import is_trained_key
 from llama.mu_llama import from_upstream, to_upstream
 from llama.prompt import IGNORE_INDEX
 
-from conftest import ROOT
+from conftest import ROOT, run_here
 from tiny import tiny_mu_llama, write_tiny_release
+
+sys.path.insert(0, str(ROOT / "MU-LLaMA"))
+
+import inference  # noqa: E402
 
 RATE = 24000
 
@@ -149,17 +153,17 @@ def test_batch_of_clips_and_questions_equals_one_by_one(release):
     assert len(set(batched)) > 1  # the answers do depend on the clip and question
 
 
-def test_inference_cli_end_to_end(release, tmp_path):
+def test_inference_cli_end_to_end(release, tmp_path, capsys):
     paths = []
     for i, seconds in enumerate((1.0, 2.5)):
         paths.append(tmp_path / f"song{i}.wav")
         soundfile.write(paths[-1], clip(seconds, i), 44100)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "MU-LLaMA" / "inference.py"), "--model", str(release["checkpoint"]),
-         "--llama_dir", str(release["llama_dir"]), "--mert_path", str(release["mert_path"]),
-         "--audio_path", str(paths[0]), str(paths[1]), "--question", "Describe the audio", "What genre is it?",
-         "--max_gen_len", "6", "--temperature", "0"], capture_output=True, text=True, check=True)
-    lines = result.stdout.splitlines()
+    status, out, err = run_here(inference.main, [  # inference.py's command line, in this process
+        "--model", release["checkpoint"], "--llama_dir", release["llama_dir"], "--mert_path", release["mert_path"],
+        "--audio_path", paths[0], paths[1], "--question", "Describe the audio", "What genre is it?",
+        "--max_gen_len", "6", "--temperature", "0"], capsys)
+    assert status == 0, err
+    lines = out.splitlines()
     assert sum(line.startswith("Audio File:") for line in lines) == 4  # 2 files x 2 questions
     assert sum(line.startswith("Q:") for line in lines) == 4 and sum(line.startswith("A:") for line in lines) == 4
 
@@ -191,7 +195,7 @@ def test_inference_answers_the_good_files_and_reports_the_bad_one(release, tmp_p
 @pytest.mark.parametrize("flag,value,message", [("--temperature", "-1", "must be >= 0"),
                                                 ("--top_p", "0", r"must be in \(0, 1\]"),
                                                 ("--max_gen_len", "0", "must be at least 1")])
-def test_sampling_flags_are_checked(flag, value, message):
-    result = subprocess.run([sys.executable, str(ROOT / "MU-LLaMA" / "inference.py"), "--audio_path", "x.wav",
-                             flag, value], capture_output=True, text=True)
-    assert result.returncode == 2 and re.search(f"argument {flag}: {message}", result.stderr)
+def test_sampling_flags_are_checked(flag, value, message, capsys):
+    with pytest.raises(SystemExit) as error:  # argparse's own message and status, before anything loads
+        inference.main(["--audio_path", "x.wav", flag, value])
+    assert error.value.code == 2 and re.search(f"argument {flag}: {message}", capsys.readouterr().err)

@@ -1,8 +1,6 @@
 """MuMu-LLaMA (M2UGen): the model, the released checkpoint layout, generation with [AUD] tokens,
 the music decoder behind it, and inference.py's M2UGen flags, on a tiny release in the real formats."""
 
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -19,9 +17,11 @@ from llama.pipeline import Request, gather_audio_states
 from llama.testing.upstream import write_m2ugen_checkpoint
 from llama.testing.vision import write_image, write_video
 
-from conftest import ROOT, random_model, tiny_args
+from conftest import ROOT, random_model, run_here, tiny_args
 
-INFERENCE = ROOT / "MU-LLaMA" / "inference.py"
+sys.path.insert(0, str(ROOT / "MU-LLaMA"))
+
+import inference  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +171,9 @@ def test_zero_gates_warn_and_inputs_change_nothing(release, tmp_path, media, cap
 
 def test_converted_checkpoint_gives_the_same_logits(release, pipeline, media, tmp_path):
     out = tmp_path / "mumu.safetensors"
-    subprocess.run([sys.executable, str(ROOT / "MU-LLaMA" / "convert_checkpoint.py"), str(release["checkpoint"]),
-                    str(out)], check=True, capture_output=True)
+    import convert_checkpoint  # its command line, in this process (tests/test_mu_llama.py runs it as one)
+
+    convert_checkpoint.main([str(release["checkpoint"]), str(out)])
     converted = llama.load_mumu(out, release["llama_dir"], release["mert_path"], release["vit_path"],
                                 release["vivit_path"])
     batch = requests(pipeline, media)
@@ -181,24 +182,19 @@ def test_converted_checkpoint_gives_the_same_logits(release, pipeline, media, tm
                                pipeline.model.logits(tokens, pipeline.encode_inputs(batch)), rtol=0, atol=0)
 
 
-def run_inference(*args):
-    return subprocess.run([sys.executable, str(INFERENCE), *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-
-
-def test_inference_writes_music_with_the_m2ugen_flags(release, media, tmp_path):
+def test_inference_writes_music_with_the_m2ugen_flags(release, media, tmp_path, capsys):
     flags = ["--model", release["checkpoint"], "--llama_dir", release["llama_dir"], "--mert_path",
              release["mert_path"], "--vit_path", release["vit_path"], "--vivit_path", release["vivit_path"],
              "--music_decoder", "musicgen", "--music_decoder_path", release["music_decoder_path"],
              "--dtype", "float32"]  # an exact answer is asserted: float32, whatever --dtype auto picks here
-    done = run_inference(*flags, "--prompt", "Generate a music", "--image_file", media / "red.png", "--audio_file",
-                         media / "tune.wav",
-                         "--output_dir", tmp_path / "out", "--music_seconds", "0.4", "--music_temperature", "0",
-                         "--temperature", "0", "--max_gen_len", "40")
-    assert done.returncode == 0, done.stderr
-    assert "A: Here is a calm music." in done.stdout
+    request = ["--prompt", "Generate a music", "--image_file", media / "red.png", "--audio_file", media / "tune.wav",
+               "--output_dir", tmp_path / "out", "--music_seconds", "0.4", "--music_temperature", "0",
+               "--temperature", "0", "--max_gen_len", "40"]
+    status, out, err = run_here(inference.main, [*flags, *request], capsys)  # inference.py in this process
+    assert status == 0, err
+    assert "A: Here is a calm music." in out
     written = sorted((tmp_path / "out").glob("*.wav"))
-    assert len(written) == 1 and f"Music: {written[0]}" in done.stdout
+    assert len(written) == 1 and f"Music: {written[0]}" in out
     wave, rate = soundfile.read(written[0])
     assert rate == 32000 and abs(len(wave) / rate - 0.4) < 0.1
 
@@ -207,9 +203,9 @@ def test_inference_writes_music_with_the_m2ugen_flags(release, media, tmp_path):
             (["--image_file", media / "clip.mkv"], "cannot"),
             (["--music_seconds", "1000"], "--music_seconds 1000"),
             (["--prompt", " "], "empty prompt")):
-        done = run_inference(*flags, *extra)
-        assert done.returncode == 2 and message in done.stderr, (extra, done.stderr)
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        status, _, err = run_here(inference.main, [*flags, *extra], capsys)
+        assert status == 2 and message in err, (extra, err)
+        assert len(err.strip().splitlines()) == 1, err
 
 
 def test_audioldm2_checkpoint_makes_music_both_ways(tmp_path, sentencepiece_model, media):

@@ -5,13 +5,11 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, run_here
 
 
-def test_tiny_pipeline_end_to_end(tmp_path):
-    tiny = tmp_path / "tiny"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_models.py"), "--out", str(tiny), "--clips", "20",
-                    "--seconds", "1.5", "--text_steps", "5", "--audio_steps", "2"], check=True, capture_output=True)
+def test_tiny_pipeline_end_to_end(tiny_models, tmp_path, capsys):
+    tiny = tiny_models  # scripts/make_tiny_models.py with its defaults (conftest: built once per run)
     paths = [f"mert_path={tiny / 'MERT'}", f"feature_cache={tiny / 'cache'}",
              f"data=[{{path: {tiny / 'synthetic' / 'train.json'}, audio_root: {tiny / 'synthetic' / 'audios'}}}]"]
     subprocess.run([str(ROOT / "pretrain.sh"), str(tiny / "LLaMA"), str(ROOT / "configs" / "tiny-pretrain.yaml"),
@@ -32,10 +30,13 @@ def test_tiny_pipeline_end_to_end(tmp_path):
                           "What instrument is playing?", "--max_gen_len", "8", "--temperature", "0"],
                          check=True, capture_output=True, text=True).stdout
     assert "Q: What instrument is playing?" in out and "\nA: " in out
-    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "eval_synthetic.py"), "--model",
-                            str(tmp_path / "fine" / "checkpoint.safetensors"), "--llama_dir", str(tiny / "LLaMA"),
-                            "--mert_path", str(tiny / "MERT"), "--data", str(tiny / "synthetic"), "--limit", "8",
-                            "--output", str(tmp_path / "eval.json")], check=True, capture_output=True, text=True).stdout
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import eval_synthetic  # its command line, in this process
+
+    status, table, err = run_here(eval_synthetic.main, [
+        "--model", tmp_path / "fine" / "checkpoint.safetensors", "--llama_dir", tiny / "LLaMA", "--mert_path",
+        tiny / "MERT", "--data", tiny / "synthetic", "--limit", "8", "--output", tmp_path / "eval.json"], capsys)
+    assert status == 0, err
     assert table.startswith("| question | n | accuracy | with shuffled audio | chance |")
     scored = json.loads((tmp_path / "eval.json").read_text())
     asked = json.loads((tiny / "synthetic" / "test.json").read_text())[:8]

@@ -18,7 +18,7 @@ from llama.build import build_llama
 from llama.formats.mu_llama import is_trained_key
 from llama.testing.upstream import write_upstream_checkpoint
 
-from conftest import ROOT
+from conftest import ROOT, run_here
 from layouts import (
     LLAMA1_PARAMS,
     LLAMA2_PARAMS,
@@ -289,7 +289,7 @@ def answers_of(result):
     return [line for line in result.stdout.splitlines() if line.startswith("A:")]
 
 
-def test_readme_layout_and_hub_ids_give_the_same_answers(release, tmp_path):
+def test_readme_layout_and_hub_ids_give_the_same_answers(release, tmp_path, capsys, monkeypatch):
     """inference.py as the README runs it, then with hub ids answered from an offline HF cache holding
     the same weights in HF format (meta-llama/Llama-2-7b-hf) and the MERT folder (m-a-p/MERT-v1-330M)."""
     song = clip_file(tmp_path / "song.wav")
@@ -309,9 +309,15 @@ def test_readme_layout_and_hub_ids_give_the_same_answers(release, tmp_path):
     download = tmp_path / "download"
     write_download_sh(download, release["llama_dir"] / "tokenizer.model",
                       {"llama-2-7b": (args, state, tiny_params(release["model"]), 1)})
-    meta = subprocess.run([*command, "--llama_dir", str(download), "--mert_path", "ckpts/MERT-v1-330M"], cwd=cwd,
-                          capture_output=True, text=True, check=True)
-    assert len(answers_of(readme)) == 1 and answers_of(hub) == answers_of(readme) == answers_of(meta)
+    sys.path.insert(0, str(ROOT / "MU-LLaMA"))
+    import inference
+
+    monkeypatch.chdir(cwd)  # the same command line for the download.sh layout, in this process
+    status, out, err = run_here(inference.main, [*command[2:], "--llama_dir", download, "--mert_path",
+                                                 "ckpts/MERT-v1-330M"], capsys)
+    assert status == 0, err
+    meta = [line for line in out.splitlines() if line.startswith("A:")]
+    assert len(answers_of(readme)) == 1 and answers_of(hub) == answers_of(readme) == meta
     assert "base LLaMA" not in readme.stderr + hub.stderr  # the checkpoint's base equals the folder's
 
 
@@ -342,18 +348,21 @@ def test_embedded_base_that_differs_is_used_as_the_original_did(release, tmp_pat
     assert line.count("\n") == 1 and "using " + str(root / "LLaMA" / "7B") in line_kept
 
 
-def test_mert_v0_sample_rate_comes_from_its_preprocessor_config(release, tmp_path):
+def test_mert_v0_sample_rate_comes_from_its_preprocessor_config(release, tmp_path, capsys):
     from llama.testing.tiny import write_tiny_mert
+
+    sys.path.insert(0, str(ROOT / "MU-LLaMA"))
+    import inference
 
     write_tiny_mert(tmp_path / "MERT-v0", sample_rate=16000)
     model = load(release["checkpoint"], release["llama_dir"], tmp_path / "MERT-v0")
     assert model.sample_rate == 16000
     song = clip_file(tmp_path / "song.wav")
-    result = subprocess.run([sys.executable, str(ROOT / "MU-LLaMA" / "inference.py"), "--model",
-                             str(release["checkpoint"]), "--llama_dir", str(release["llama_dir"]), "--mert_path",
-                             str(tmp_path / "MERT-v0"), "--audio_path", str(song), "--max_gen_len", "6",
-                             "--temperature", "0", "--dtype", "float32"],  # compared with float32 load() exactly
-                            capture_output=True, text=True, check=True)
+    status, out, err = run_here(inference.main, [  # inference.py's command line, in this process
+        "--model", release["checkpoint"], "--llama_dir", release["llama_dir"], "--mert_path", tmp_path / "MERT-v0",
+        "--audio_path", song, "--max_gen_len", "6", "--temperature", "0",
+        "--dtype", "float32"], capsys)  # compared with float32 load() exactly
+    assert status == 0, err
     expected = model.answer([load_audio(song, 16000)], ["Describe the Audio"], max_new_tokens=6)
-    assert answers_of(result) == [f"A: {expected[0]}"]
+    assert [line for line in out.splitlines() if line.startswith("A:")] == [f"A: {expected[0]}"]
 

@@ -65,19 +65,26 @@ def test_resumed_run_ends_with_the_same_weights(setup, tmp_path):
     assert (tmp_path / "full" / "config.yaml").exists()
 
 
-@pytest.mark.parametrize("fsdp, phase", [(False, "pretrain"), (True, "pretrain"), (True, "finetune")],
-                         ids=["ddp", "fsdp", "fsdp-finetune"])
-def test_two_processes_follow_one_process(setup, tmp_path, fsdp, phase):
+CUT_AND_RESUMED = (["max_steps=1"], ["--resume"])  # as if killed after a step, then resumed
+WHOLE = ([],)
+
+
+@pytest.mark.parametrize("fsdp, phase, runs", [(False, "pretrain", WHOLE), (True, "pretrain", CUT_AND_RESUMED),
+                                               (True, "finetune", WHOLE)], ids=["ddp", "fsdp", "fsdp-finetune"])
+def test_two_processes_follow_one_process(setup, tmp_path, fsdp, phase, runs):
     """2 gloo processes x batch 1 = 1 process x batch 2 (same effective batch and samples), with
-    gradients accumulated over 2 micro-batches, replicated (DDP) or sharded (FSDP), cut and resumed."""
+    gradients accumulated over 2 micro-batches, replicated (DDP) or sharded (FSDP). Sharded, the run is
+    also cut and resumed: each process then reloads only its shards of the model and optimizer (a
+    replicated run reloads the whole state, as one process does: test_resumed_run_ends_with_the_same_weights)."""
     settings = ["accum_iter=2", "epochs=2", f"phase={phase}"]
     _, single = run(setup, tmp_path / "one", "--set", "batch_size=2", *settings)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(ROOT / "MU-LLaMA" / "train.py"), "--config", str(setup / "config.yaml"), "--output_dir",
                str(tmp_path / "two"), "--set", "batch_size=1", f"fsdp={fsdp}", *settings]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*command, "max_steps=1"], check=True, capture_output=True, env=env)  # as if killed mid-epoch
-    subprocess.run([*command, "--resume"], check=True, capture_output=True, env=env)
+    for extra in runs:
+        done = subprocess.run([*command, *extra], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, f"{extra}: {done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     double = [json.loads(x) for x in (tmp_path / "two" / "log.jsonl").open()]
     assert len(single) == len(double) == 4
     for a, b in zip(single, double, strict=True):

@@ -160,11 +160,11 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
+    records = [r for path in args.data for r in load_mumu_records(path, args.audio_root)]
     from llama.decoders import load_decoder  # each imports transformers or diffusers (seconds): only when used
     from llama.encoders.vit import load_vit
     from llama.encoders.vivit import load_vivit
 
-    records = [r for path in args.data for r in load_mumu_records(path, args.audio_root)]
     if args.music_decoder_path:
         decoder = load_decoder(args.music_decoder, args.music_decoder_path, device=args.device)
         captions = [r.caption for r in records if r.caption is not None]
