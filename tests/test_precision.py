@@ -27,17 +27,23 @@ def test_auto_dtype_is_bf16_on_gpus_and_on_cpus_with_bf16_units(monkeypatch):
         auto_dtype("cpu")
 
 
+def adapted_model(rows: int, length: int, tied: bool = False):
+    """A random model with LoRA, biases and open gates, tokens and an adapter for layer 2, and its float32 logits."""
+    model = random_model(tiny_args(n_kv_heads=2, w_lora=True, w_bias=True, tie_embeddings=tied, dim=128), seed=1)
+    tokens = torch.randint(3, 97, (rows, length))
+    adapter = {2: torch.randn(rows, 128)}
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.attention.gate.fill_(1.0)
+        return model, tokens, adapter, model(tokens, adapters=adapter)
+
+
 def test_bf16_logits_stay_within_the_documented_tolerance():
     """What bf16 promises (README, Throughput): logits within 0.2 logit standard deviations of float32's (measured
     0.11-0.15 on SmolLM2 and the demo model), so greedy answers agree until a near-tie; a batch decodes every
     prompt to its full length with adapters as in float32."""
-    model = random_model(tiny_args(n_kv_heads=2, w_lora=True, w_bias=True, dim=128), seed=1)
-    tokens = torch.randint(3, 97, (3, 16))
-    adapter = {2: torch.randn(3, 128)}
+    model, tokens, adapter, reference = adapted_model(3, 16)
     with torch.no_grad():
-        for layer in model.layers:
-            layer.attention.gate.fill_(1.0)
-        reference = model(tokens, adapters=adapter)
         low = model.to(torch.bfloat16)(tokens, adapters={2: adapter[2].bfloat16()})
     assert low.dtype == torch.float32  # logits come out in float32 whatever the weights' dtype
     error = (low - reference).abs().max() / reference.std()
@@ -50,13 +56,7 @@ def test_bf16_logits_stay_within_the_documented_tolerance():
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_int8_quantises_the_projections_and_keeps_the_model_close(tied):
-    model = random_model(tiny_args(n_kv_heads=2, w_lora=True, w_bias=True, tie_embeddings=tied, dim=128), seed=1)
-    tokens = torch.randint(3, 97, (2, 12))
-    adapter = {2: torch.randn(2, 128)}
-    with torch.no_grad():
-        for layer in model.layers:
-            layer.attention.gate.fill_(1.0)
-        reference = model(tokens, adapters=adapter)
+    model, tokens, adapter, reference = adapted_model(2, 12, tied)
     quantize_int8(model)
     plain = {name for name, p in model.named_parameters() if type(p.data) is torch.Tensor}
     assert not {f"layers.0.attention.{n}.weight" for n in ("wq", "wk", "wv", "wo")} & plain
