@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 import llama
 from llama.cli import BATCH_DTYPE_NOTE, add_model_arguments, load_model, run_main
-from llama.data.dataset import load_records
+from llama.data.dataset import load_records, report_source
 from llama.records import append_records, atomic_path, json_line, lock_output, read_jsonl
 
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
@@ -68,9 +68,10 @@ def find_pairs(inputs: list[str], questions: list[str], audio_root: str | None) 
             raise SystemExit(f"--input {item} does not exist")
         if item.suffix.lower() in (".json", ".jsonl"):
             try:
-                records = load_records(item, audio_root)
+                records, problems = load_records(item, audio_root)
             except ValueError as e:
                 raise SystemExit(str(e)) from e
+            report_source(item, None, len(records) + sum(problems.values()), len(records), problems)
             pairs += [(os.path.abspath(r.audio), r.question) for r in records if r.audio is not None]
             continue
         if item.is_dir():

@@ -8,7 +8,8 @@
 config is saved as OUTPUT_DIR/config.yaml. Outputs: OUTPUT_DIR/checkpoint.safetensors (+ .json):
 trained tensors only; OUTPUT_DIR/train_state.pt: optimizer (full tensors keyed by parameter name,
 whatever the number of processes), schedule position, RNG (for --resume);
-OUTPUT_DIR/log.jsonl: one JSON object per logging step.
+OUTPUT_DIR/log.jsonl: the data report (each source's kind, records kept and left out, and what was taken
+from --pretrained_path) as the first line of every start, then one JSON object per logging step.
 """
 
 import argparse

@@ -34,7 +34,7 @@ from llama.cli import (
     positive_int,
     run_main,
 )
-from llama.data.dataset import derangement, load_records
+from llama.data.dataset import derangement, load_records, report_source
 from llama.records import atomic_path
 
 
@@ -80,7 +80,8 @@ def main(argv=None):
     add_model_arguments(parser, max_gen_len=256, temperature=0.0, top_p=1.0)
     args = parser.parse_args(argv)
 
-    records = load_records(args.data, args.audio_root)
+    records, problems = load_records(args.data, args.audio_root)
+    report_source(args.data, None, len(records) + sum(problems.values()), len(records), problems)
     pairs = list(dict.fromkeys((r.audio, r.question) for r in records if r.audio is not None))[: args.limit]
     clips = sorted({audio for audio, _ in pairs})
     heard = {audio: audio for audio in clips}

@@ -42,7 +42,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     out = Path(args.out)
     make_dataset(out / "synthetic", clips=args.clips, seconds=args.seconds, seed=args.seed)
-    examples = [(r.question, r.answer) for r in load_records(out / "synthetic" / "train.json")]
+    examples = [(r.question, r.answer) for r in load_records(out / "synthetic" / "train.json")[0]]
     texts = [format_prompt(q, args.template) for q, _ in examples] + [a for _, a in examples]
     spm = train_tokenizer(texts, out / "tokenizer.model")
     write_tiny_llama(out / "LLaMA", seed=args.seed, tokenizer_model=spm, examples=examples, template=args.template,

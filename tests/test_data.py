@@ -35,28 +35,37 @@ def corpus(tmp_path_factory, sentencepiece_model):
 
 def test_prompt_answer_boundary_is_exact_and_eos_kept(sentencepiece_model):
     tok = Tokenizer(sentencepiece_model)
-    tokens, labels = tokenize(tok, "What is the tempo?", "It is fast.", "upstream", max_words=200)
+    tokens, labels, cut = tokenize(tok, "What is the tempo?", "It is fast.", "upstream", max_words=200)
     prompt = tok.encode(format_prompt("What is the tempo?"), bos=True)
-    assert tokens[: len(prompt)].tolist() == prompt
+    assert tokens[: len(prompt)].tolist() == prompt and not cut
     assert (labels[: len(prompt)] == IGNORE_INDEX).all()
     assert labels[len(prompt):].tolist() == tok.encode("It is fast.", bos=False) + [tok.eos_id]
     assert tok.decode(tokens[len(prompt):-1].tolist()) == "It is fast."
+    for tokenization in ("separate", "joint"):  # answer_eos: false, as M2UGen trains: the answer ends unmarked
+        no_eos = tokenize(tok, "What is the tempo?", "It is fast.", "upstream", 200, tokenization, eos=False)
+        assert no_eos.tokens[-1] != tok.eos_id and not no_eos.cut
+        assert no_eos.tokens.tolist() == tokenize(tok, "What is the tempo?", "It is fast.", "upstream", 200,
+                                                  tokenization).tokens[:-1].tolist()
 
 
 def test_truncation_drops_eos_and_long_prompts_are_skipped(sentencepiece_model):
     tok = Tokenizer(sentencepiece_model)
     prompt_len = len(tok.encode(format_prompt("Q?"), bos=True))
-    tokens, labels = tokenize(tok, "Q?", "one two three four five six seven", "upstream", max_words=prompt_len + 3)
-    assert len(tokens) == prompt_len + 3 and tok.eos_id not in labels.tolist()
+    tokens, labels, cut = tokenize(tok, "Q?", "one two three four five six seven", "upstream",
+                                   max_words=prompt_len + 3)
+    assert len(tokens) == prompt_len + 3 and tok.eos_id not in labels.tolist() and cut
+    # without an EOS to miss, a cut answer is still known as cut
+    assert tokenize(tok, "Q?", "one two three four five six seven", "upstream", prompt_len + 3, eos=False).cut
+    assert not tokenize(tok, "Q?", "one two", "upstream", prompt_len + 20, eos=False).cut
     assert tokenize(tok, "Q?", "A.", "upstream", max_words=prompt_len) is None
 
 
 def test_records_and_bad_files(tmp_path, corpus):
-    records = load_records(corpus / "qa.json", corpus / "audios")
+    records, _ = load_records(corpus / "qa.json", corpus / "audios")
     assert len(records) == 7 and records[-1].audio is None and records[0].audio.name == "000000.wav"
     lines = "\n".join(json.dumps(r) for r in json.loads((corpus / "qa.json").read_text()))
     (tmp_path / "qa.jsonl").write_text(lines)
-    assert len(load_records(tmp_path / "qa.jsonl")) == 7
+    assert len(load_records(tmp_path / "qa.jsonl")[0]) == 7
     (tmp_path / "bad.json").write_text('[{"audio_name": "x.wav"')
     with pytest.raises(ValueError, match="not valid JSON"):
         load_records(tmp_path / "bad.json")
@@ -67,14 +76,14 @@ def test_records_and_bad_files(tmp_path, corpus):
 
 def test_batches_pad_dynamically_and_text_only_hears_silence(corpus):
     tok = Tokenizer(corpus / "LLaMA" / "tokenizer.model")
-    data = MusicQADataset(load_records(corpus / "qa.json", corpus / "audios"), tok, max_words=200)
+    data = MusicQADataset(load_records(corpus / "qa.json", corpus / "audios")[0], tok, max_words=200)
     batch = collate([data[0], data[6], data[3]], pad_id=0)
     longest = max(len(data[i]["tokens"]) for i in (0, 6, 3))
     assert batch["tokens"].shape == (3, longest)
     assert (batch["labels"][1, len(data[6]["tokens"]):] == IGNORE_INDEX).all()
     assert [len(a) for a in batch["audio"]] == [24000, 24000, 36000]  # text-only: 1 s of silence
     assert not batch["audio"][1].any()
-    zeros = MusicQADataset(load_records(corpus / "qa.json", corpus / "audios"), tok, 200, text_only_audio="zeros")
+    zeros = MusicQADataset(load_records(corpus / "qa.json", corpus / "audios")[0], tok, 200, text_only_audio="zeros")
     assert collate([zeros[6]], feature_shape=(3, 32))["layer_means"].abs().sum() == 0
 
 
@@ -112,7 +121,7 @@ def test_feature_cache_resumes_and_matches_on_the_fly(tmp_path, corpus):
     mert.layer_means = original
 
     tok = Tokenizer(corpus / "LLaMA" / "tokenizer.model")
-    records = load_records(corpus / "qa.json", corpus / "audios")[:4]
+    records = load_records(corpus / "qa.json", corpus / "audios")[0][:4]
     cached = MusicQADataset(records, tok, 200, feature_cache=FeatureCache(tmp_path / "cache"))
     live = MusicQADataset(records, tok, 200)
     llama = load_llama(corpus / "LLaMA" / "7B")

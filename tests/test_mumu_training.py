@@ -137,7 +137,8 @@ def test_records_in_the_original_schema_are_checked_before_training(tmp_path, se
     import soundfile
 
     from llama import Tokenizer
-    from llama.data.mumu import MUSIC_TOKENS, check_records, collate_mumu, load_mumu_records
+    from llama.data.mumu import MUSIC_TOKENS, check_records, collate_mumu
+    from llama.data.sources import read_source
     from llama.mumu_llama import AUDIO_TOKENS
     from llama.testing.vision import write_image
 
@@ -158,7 +159,8 @@ def test_records_in_the_original_schema_are_checked_before_training(tmp_path, se
            record("broken.png", "image", "Make music", "Here it is."),
            record("clip.mp4", "video", "Make music for the video", "Here it is.")]
     (tmp_path / "data.json").write_text(json.dumps(raw))
-    records = load_mumu_records(tmp_path / "data.json")
+    records, unread = read_source(tmp_path / "data.json")
+    assert not unread
     assert records[0].answer.endswith(" " + MUSIC_TOKENS) and records[0].caption == "calm piano"
     assert records[1].caption is None and records[1].input_modality == "audio"
 
@@ -168,6 +170,8 @@ def test_records_in_the_original_schema_are_checked_before_training(tmp_path, se
     assert kept == records[:2]
     assert problems == {"music answer cut at max_words=96 (its [AUD] tokens lost)": 1, "input file missing": 1,
                         "input file not decodable": 1, "video input, which this model lacks": 1}
+    # the published configs end no answer with EOS (as the original): a cut music answer is still caught
+    assert check_records(records, tokenizer, 96, ("audio", "image"), eos=False) == (kept, problems)
 
     items = [{"tokens": torch.tensor([1, 5, 6]), "labels": torch.tensor([-100, 5, 6]), "image": "x"},
              {"tokens": torch.tensor([1, 7]), "labels": torch.tensor([-100, 7]), "caption": "calm"}]
@@ -195,7 +199,10 @@ def test_stage_configs_hold_the_published_recipe(stage):
     assert (published.train_gates, published.upstream_targets, published.upstream_loss_offset) == (False, True, True)
     assert (project.train_gates, project.upstream_targets, project.upstream_loss_offset) == (stage == 1, False, False)
     differ = {f for f in vars(project) if getattr(project, f) != getattr(published, f)}
-    assert differ <= {"train_gates", "upstream_targets", "upstream_loss_offset"}
+    assert differ <= {"train_gates", "upstream_targets", "upstream_loss_offset", "tokenization", "answer_eos"}
+    # the original's sequences (joint tokenisation, no EOS) only in the published configs (test_mumu_sequences.py)
+    assert (published.tokenization, published.answer_eos, project.tokenization, project.answer_eos) == (
+        "joint", False, "separate", True)
 
 
 @pytest.fixture(scope="module")
@@ -258,8 +265,8 @@ def dry(setup, capsys, *overrides) -> dict:
 def test_dry_run_reports_the_first_batch_and_the_bad_data(mumu_setup, capsys, tmp_path):
     report = dry(mumu_setup, capsys, f"output_dir={tmp_path / 'out'}")
     assert not (tmp_path / "out").exists()  # nothing written, no step
-    assert report["data"] == [{"path": str(mumu_setup / "media" / "stage1.json"), "records": 9, "kept": 7,
-                               "left_out": {"input file missing": 1, "input file not decodable": 1}}]
+    assert report["data"] == [{"path": str(mumu_setup / "media" / "stage1.json"), "kind": "records", "records": 9,
+                               "kept": 7, "left_out": {"input file missing": 1, "input file not decodable": 1}}]
     assert report["samples"] == 7 and report["stage"] == 1
     parts = report["first_batch"]
     assert parts["mse"] == 0 and parts["loss"] == pytest.approx(parts["ce"]) and parts["ce"] > 0  # no music answer
@@ -314,6 +321,8 @@ def test_stages_chain_resume_exactly_and_load_for_inference(mumu_setup, tmp_path
                 "llama.output.added_rows"):
         assert torch.equal(after[key], full[key]), key
     assert not torch.equal(after["prefix_query.weight"], full["prefix_query.weight"])
+    started = [json.loads(x) for x in (tmp_path / "stage3" / "log.jsonl").open()][0]["pretrained"]
+    assert started["keep"] == "all" and not started["left_out"]  # MuMu-LLaMA's default: every trained tensor
     pipe = llama.load_mumu(tmp_path / "stage3" / "checkpoint.safetensors", mumu_setup / "LLaMA",
                            mert_path=mumu_setup / "MERT", vit_path=mumu_setup / "vit")
     image = load_image(mumu_setup / "media" / "image0.png")
@@ -370,13 +379,13 @@ def test_cached_features_give_the_loss_of_encoding_on_the_fly(mumu_setup, capsys
 
 
 def test_coco_captions_file_reads_as_stage_one_records(tmp_path):
-    from llama.data.mumu import load_mumu_records
+    from llama.data.sources import read_source
 
     coco = {"info": {}, "licenses": [], "images": [{"id": 7, "file_name": "COCO_train2014_000000000007.jpg"}],
             "annotations": [{"id": 1, "image_id": 7, "caption": "A dog on a sofa. "},
                             {"id": 2, "image_id": 7, "caption": "A brown dog."}]}
     (tmp_path / "captions_train2014.json").write_text(json.dumps(coco))
-    records = load_mumu_records(tmp_path / "captions_train2014.json", tmp_path / "train2014")
+    records, _ = read_source(tmp_path / "captions_train2014.json", tmp_path / "train2014", "coco")
     assert [(r.instruction, r.answer, r.input_modality, r.caption) for r in records] == [
         ("", "A dog on a sofa.", "image", None), ("", "A brown dog.", "image", None)]
     assert records[0].input_file == tmp_path / "train2014" / "COCO_train2014_000000000007.jpg"
@@ -400,3 +409,59 @@ def test_audioldm2_target_is_what_its_embedding_path_reads(tmp_path):
     generated = pipe.encode_prompt(["fast drums"], "cpu", 1, False)[2]
     assert torch.allclose(target[1, 0, split:], generated.flatten(), atol=1e-6)
     assert not pipe.text_encoder_2.training
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_published_configs_dry_run_on_the_originals_files(mumu_setup, stage, capsys, tmp_path, monkeypatch):
+    """The README's comparison command: train.py --dry_run with configs/mumu-stageN-published.yaml over data
+    files in the original's formats, laid out where the config names them, the tiny model's folders given
+    by --set: the first batch's CE and MSE and the kind of each source."""
+    import shutil
+
+    media, root = mumu_setup / "media", tmp_path
+    files = {"MUCaps/audios/clip0.wav": "clip0.wav", "COCO/train2014/image0.png": "image0.png",
+             "MUVideo/audioset_video/video0.mkv": "video0.mkv", "MusicQA/audios/clip1.wav": "clip1.wav",
+             "MUImage/audioset_images/image1.png": "image1.png", "MUEdit/audioset/clip2.wav": "clip2.wav"}
+    for target, source in files.items():
+        (root / "data" / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(media / source, root / "data" / target)
+
+    def instruction(file, modality, question, answer, caption):
+        return {"input_file": file, "output_file": "out.wav", "conversation": [
+            {"from": "human", "value": question, "input_modality": modality, "caption": ""},
+            {"from": "gpt", "value": answer, "caption": caption, "output_modality": "audio"}]}
+
+    qa = [{"from": "human", "value": "What is playing?"}, {"from": "gpt", "value": "A piano."}]
+    contents = {
+        "MUCaps/MUCapsCaptions.json": {"clip0.wav": "A calm piano piece."},
+        "COCO/COCOCaptions.json": {"image0.png": "A cat on a mat."},
+        "MUVideo/MUVideoCaptions.json": {"video0.mkv": "A ball rolls."},
+        "MusicQA/MusicQA.json": [{"image_name": "clip1.wav", "conversation": qa}],
+        "Alpaca/alpaca_data.json": [{"conversation": [{"from": "human", "value": "Name a colour."},
+                                                      {"from": "gpt", "value": "Blue."}]}],
+        "MUImage/MUImageInstructions.json": [instruction("image1.png", "image", "Music for this picture.",
+                                                         "Here is a bright tune.", "a bright tune")],
+        "MUVideo/MUVideoInstructions.json": [instruction("video0.mkv", "video", "Music for this video.",
+                                                         "Here is a march.", "a brisk march")],
+        "MUEdit/MUEditInstructions.json": [instruction("clip2.wav", "audio", "Make it faster.",
+                                                       "Here it is, faster.", "a fast piano piece")]}
+    for name, content in contents.items():
+        (root / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "data" / name).write_text(json.dumps(content))
+    monkeypatch.chdir(root)  # the config's data paths, relative to where the run starts
+    tiny = {"llama_path": "LLaMA", "mert_path": "MERT", "vit_path": "vit", "vivit_path": "vivit",
+            "music_decoder_path": "musicgen"}
+    train.main(["--config", str(ROOT / "configs" / f"mumu-stage{stage}-published.yaml"), "--dry_run",
+                "--output_dir", str(tmp_path / "out"), "--set", "upstream_targets=false", "base_dtype=float32",
+                "precision=fp32", *(f"{k}={mumu_setup / v}" for k, v in tiny.items()), "query_layer=1",
+                "lora_rank=4", "projector_width=16", "projector_layers=1", "num_workers=0"])
+    report = json.loads(capsys.readouterr().out)
+    with capsys.disabled():  # shown with pytest -s (README, Training MuMu-LLaMA)
+        print(f"\nstage {stage}:", json.dumps({k: report[k] for k in ("first_batch", "data")}))
+    kinds = {1: ["mucaps", "coco", "muvideo"], 2: ["mucaps_decoder"],
+             3: ["musicqa", "alpaca", "any_to_music", "any_to_music", "any_to_music"]}[stage]
+    assert [d["kind"] for d in report["data"]] == kinds and all(d["kept"] == d["records"] == 1 for d in report["data"])
+    parts = report["first_batch"]
+    assert parts["ce"] > 0 and {"mse", "loss_offset"} <= set(parts)  # the +100 switch of the published configs
+    if stage < 3:  # stage 1 answers in text, stage 2 asks for music (stage 3's first batch may be either)
+        assert (parts["mse"] > 0) == (stage == 2)

@@ -22,7 +22,10 @@ def test_tiny_pipeline_end_to_end(tiny_models, tmp_path, capsys):
     fine = json.loads((tmp_path / "fine" / "checkpoint.json").read_text())
     assert (pre["mu_llama"]["phase"], pre["step"], fine["mu_llama"]["phase"], fine["step"]) == ("pretrain", 3,
                                                                                                  "finetune", 2)
-    assert len((tmp_path / "fine" / "log.jsonl").read_text().splitlines()) == 2
+    report, *logged = [json.loads(line) for line in (tmp_path / "fine" / "log.jsonl").read_text().splitlines()]
+    assert len(logged) == 2 and report["data"][0]["kept"] == report["data"][0]["records"] > 0
+    assert report["pretrained"]["keep"] == "adapter" and set(report["pretrained"]["loaded"]) == {
+        "bridges", "prefix", "gates"}  # finetune starts from pretraining's adapter, as the original
     clip = sorted((tiny / "synthetic" / "audios").glob("*.wav"))[0]
     out = subprocess.run([sys.executable, str(ROOT / "MU-LLaMA" / "inference.py"), "--model",
                           str(tmp_path / "fine" / "checkpoint.safetensors"), "--llama_dir", str(tiny / "LLaMA"),

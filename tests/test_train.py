@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 
 import train  # noqa: E402
 
+from llama.data.dataset import load_records  # noqa: E402
 from llama.testing.tiny import write_tiny_llama, write_tiny_mert  # noqa: E402
 
 ANSWERS = ["A calm piano piece.", "A loud brass fanfare with drums.", "Soft strings, slow tempo.", "Fast guitar."]
@@ -46,7 +48,12 @@ def setup(tmp_path_factory):
 
 def run(setup, out, *extra):
     train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(out), *extra])
-    return load_file(out / "checkpoint.safetensors"), [json.loads(x) for x in (out / "log.jsonl").open()]
+    return load_file(out / "checkpoint.safetensors"), steps(out / "log.jsonl")
+
+
+def steps(log) -> list[dict]:
+    """The logging steps of a log.jsonl (its other lines: the data report each start writes)."""
+    return [r for r in map(json.loads, Path(log).open()) if "step" in r]
 
 
 def test_resumed_run_ends_with_the_same_weights(setup, tmp_path):
@@ -85,7 +92,7 @@ def test_two_processes_follow_one_process(setup, tmp_path, fsdp, phase, runs):
     for extra in runs:
         done = subprocess.run([*command, *extra], capture_output=True, text=True, env=env)
         assert done.returncode == 0, f"{extra}: {done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    double = [json.loads(x) for x in (tmp_path / "two" / "log.jsonl").open()]
+    double = steps(tmp_path / "two" / "log.jsonl")
     assert len(single) == len(double) == 4
     for a, b in zip(single, double, strict=True):
         assert abs(a["loss"] - b["loss"]) < 1e-4 and a["lr"] == pytest.approx(b["lr"])
@@ -109,3 +116,54 @@ def test_config_errors_are_clear(setup, tmp_path):
     with pytest.raises(SystemExit, match="precision must be"):
         train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(tmp_path), "--set",
                     "precision=int8"])
+
+
+def test_a_trained_checkpoint_starts_a_run_by_one_rule(setup, tmp_path, capsys):
+    """pretrained_path with pretrained_keep "adapter" (MU-LLaMA's default: the original finetune's start from
+    pretraining) takes the checkpoint's bridge, prefix and gates and says in one line what it left out; "all"
+    takes every trained tensor, to continue the model the checkpoint holds."""
+    from llama import read_mu_llama
+    from llama.training.engine import build_run
+
+    run(setup, tmp_path / "fine", "--set", "phase=finetune", "warmup_epochs=0", "max_steps=1")
+    trained = read_mu_llama(tmp_path / "fine" / "checkpoint.safetensors")[0]
+    lora = next(k for k in trained if ".lora_" in k and k.endswith("_l2.weight"))
+    capsys.readouterr()
+    for keep in ("adapter", "all"):
+        config = train.TrainConfig.load(setup / "config.yaml", {
+            "phase": "finetune", "pretrained_keep": keep, "output_dir": str(tmp_path / keep),
+            "pretrained_path": str(tmp_path / "fine" / "checkpoint.safetensors")})
+        started = build_run(config, "cpu")
+        state = started.model.state_dict()
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"pretrained_path {tmp_path / 'fine' / 'checkpoint.safetensors'}: loaded ")
+        assert torch.equal(state["music_bridge.proj.weight"], trained["music_bridge.proj.weight"])
+        assert torch.equal(state[lora], trained[lora]) == (keep == "all") and trained[lora].abs().sum() > 0
+        report = started.report["pretrained"]
+        if keep == "adapter":
+            assert set(report["loaded"]) == {"bridges", "prefix", "gates"}
+            assert {"lora", "norms", "biases"} <= set(report["left_out"]) and "left out" in line
+        else:
+            assert not report["left_out"] and "left out" not in line
+
+
+def test_musicqa_records_keyed_image_name_are_heard_and_unknown_media_keys_are_left_out(setup, tmp_path, capsys):
+    """M2UGen's copies of MusicQA name the clip image_name: read as audio, never as text-only records; a record
+    naming its clip under a key the reader does not know is counted, said and left out (the run's report,
+    the first line of log.jsonl)."""
+    qa = {"conversation": [{"from": "human", "value": "Describe the audio"}, {"from": "gpt", "value": "Calm."}]}
+    (tmp_path / "m2ugen.json").write_text(json.dumps([{"image_name": "000001.wav", **qa},
+                                                      {"audio_path": "000002.wav", **qa}]))
+    data = f"data=[{{path: {tmp_path / 'm2ugen.json'}, audio_root: {setup / 'audios'}, kind: musicqa}}]"
+    train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(tmp_path / "out"), "--dry_run",
+                "--set", data, "batch_size=1"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["data"] == [{"path": str(tmp_path / "m2ugen.json"), "kind": "musicqa", "records": 2, "kept": 1,
+                               "left_out": {"media under an unknown key 'audio_path'": 1}}]
+    assert "1 of 2 records left out: 1 media under an unknown key 'audio_path'" in err
+    records = load_records(tmp_path / "m2ugen.json", setup / "audios", "musicqa")[0]
+    assert [r.audio for r in records] == [setup / "audios" / "000001.wav"]
+    train.main(["--config", str(setup / "config.yaml"), "--output_dir", str(tmp_path / "run"), "--set", data,
+                "batch_size=1", "max_steps=1"])
+    assert json.loads((tmp_path / "run" / "log.jsonl").open().readline())["data"] == report["data"]

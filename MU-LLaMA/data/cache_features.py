@@ -29,7 +29,9 @@ from tqdm import tqdm
 
 from llama import AudioError, load_audio, load_mert
 from llama.cli import add_debug_argument, run_main
-from llama.data.mumu import caption_key, load_mumu_records
+from llama.data.dataset import report_source
+from llama.data.mumu import caption_key
+from llama.data.sources import KINDS, read_source
 from llama.media import MediaError, load_image, load_video
 from llama.mumu_llama import DECODER_CONDITIONING, TARGET_SCALE
 from llama.records import atomic_path
@@ -151,6 +153,8 @@ def main(argv=None):
     what.add_argument("--music_decoder_path", help="cache the decoder-alignment targets of the music captions")
     parser.add_argument("--music_decoder", choices=sorted(DECODER_CONDITIONING), default="musicgen")
     parser.add_argument("--data", nargs="+", required=True, help="MusicQA or MuMu-LLaMA JSON/JSONL record files")
+    parser.add_argument("--kind", choices=KINDS, default="records",
+                        help="the data files' format, as a training config's data entry names it (data/sources.py)")
     parser.add_argument("--audio_root", help="folder of the input files (default: beside each data file)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--batch_size", type=int, default=8)
@@ -160,7 +164,11 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
-    records = [r for path in args.data for r in load_mumu_records(path, args.audio_root)]
+    records = []
+    for path in args.data:
+        read, problems = read_source(path, args.audio_root, args.kind)
+        report_source(path, args.kind, len(read) + sum(problems.values()), len(read), problems)
+        records += read
     from llama.decoders import load_decoder  # each imports transformers or diffusers (seconds): only when used
     from llama.encoders.vit import load_vit
     from llama.encoders.vivit import load_vivit

@@ -3,13 +3,17 @@ original sub-epoch sampler.
 
 Records use the upstream schema
     {"audio_name": "000123.wav", "conversation": [{"from": "human", "value": Q}, {"from": "gpt", "value": A}]}
-in a JSON list or JSONL file. A record without `audio_name` (Alpaca-style text) is text-only.
+in a JSON list or JSONL file (M2UGen's copies of MusicQA name the clip `image_name`). A record without
+a clip (Alpaca-style text) is text-only; one that names its media under any other key is left out and
+counted, never read as text-only.
 """
 
 import json
 import logging
 import math
 import random
+import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +25,10 @@ from llama.prompt import IGNORE_INDEX, encode_example
 
 log = logging.getLogger(__name__)
 TEXT_ONLY_AUDIO = ("silence", "zeros")
+AUDIO_KEYS = ("audio_name", "image_name")  # a clip: MU-LLaMA's MusicQA names it audio_name, M2UGen's copy image_name
+KINDS = (None, "musicqa", "alpaca")  # a MusicQA file's: every record has a clip, none has, or either
+MEDIA_SUFFIXES = frozenset((".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".png", ".jpg", ".jpeg",
+                            ".webp", ".bmp", ".gif", ".mp4", ".mkv", ".webm", ".avi", ".mov"))
 
 
 @dataclass
@@ -42,12 +50,29 @@ def read_json_records(path: Path) -> list:
     return raw
 
 
-def load_records(path, audio_root=None) -> list[Record]:
-    """Records of a MusicQA JSON list or JSONL file; audio names resolved against `audio_root`."""
+def media_key(item: dict, known: tuple) -> str | None:
+    """The first key of a record, other than `known`, whose value names a media file: data that a reader
+    looking only at its own keys would drop."""
+    for key, value in item.items():
+        if key not in known and isinstance(value, str) and Path(value).suffix.lower() in MEDIA_SUFFIXES:
+            return key
+    return None
+
+
+def clip_name(item: dict) -> str | None:
+    return next((item[k] for k in AUDIO_KEYS if item.get(k)), None)
+
+
+def load_records(path, audio_root=None, kind: str | None = None) -> tuple[list[Record], Counter]:
+    """(records, the count of each problem that left a record out) of a MusicQA JSON list or JSONL file;
+    clips resolved against `audio_root`. kind "musicqa": every record names a clip; "alpaca": none does;
+    None: a record without a clip is text-only."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(str, KINDS))}, not {kind!r}")
     path = Path(path)
     raw = read_json_records(path)
     root = Path(audio_root) if audio_root is not None else path.parent
-    records = []
+    records, problems = [], Counter()
     for i, item in enumerate(raw):
         try:
             turns = item["conversation"]
@@ -56,9 +81,25 @@ def load_records(path, audio_root=None) -> list[Record]:
         except (KeyError, TypeError, StopIteration) as e:
             raise ValueError(f"{path}, record {i}: expected {{'audio_name', 'conversation': [{{'from': 'human', "
                              f"'value'}}, {{'from': 'gpt', 'value'}}]}}, got {str(item)[:200]}") from e
-        name = item.get("audio_name")
-        records.append(Record(question, answer, root / name if name else None))
-    return records
+        name = clip_name(item)
+        if found := media_key(item, AUDIO_KEYS):
+            problems[f"media under an unknown key {found!r}"] += 1
+        elif kind == "musicqa" and name is None:
+            problems[f"no clip named ({' or '.join(AUDIO_KEYS)})"] += 1
+        elif kind == "alpaca" and name is not None:
+            problems["a clip in a text-only (alpaca) source"] += 1
+        else:
+            records.append(Record(question, answer, root / name if name else None))
+    return records, problems
+
+
+def report_source(path, kind, records: int, kept: int, problems: Counter) -> dict:
+    """One data source's entry in a run's report (log.jsonl, --dry_run), said on stderr when records were
+    left out."""
+    if problems:
+        print(f"{path}: {records - kept} of {records} records left out: "
+              + ", ".join(f"{n} {why}" for why, n in problems.items()), file=sys.stderr)
+    return {"path": str(path), "kind": kind, "records": records, "kept": kept, "left_out": dict(problems)}
 
 
 class MusicQADataset(torch.utils.data.Dataset):
@@ -70,19 +111,20 @@ class MusicQADataset(torch.utils.data.Dataset):
 
     def __init__(self, records: list[Record], tokenizer: Tokenizer, max_words: int, template: str = "upstream",
                  feature_cache=None, text_only_audio: str = "silence", sample_rate: int = 24000,
-                 tokenization: str = "separate"):
+                 tokenization: str = "separate", eos: bool = True):
         if text_only_audio not in TEXT_ONLY_AUDIO:
             raise ValueError(f"text_only_audio must be one of {TEXT_ONLY_AUDIO}")
         self.items, skipped, truncated = [], 0, 0
         for record in records:
-            encoded = encode_example(tokenizer, record.question, record.answer, template, max_words, tokenization)
+            encoded = encode_example(tokenizer, record.question, record.answer, template, max_words, tokenization,
+                                     eos)
             if encoded is None:
                 skipped += 1
                 continue
-            truncated += encoded[1][-1].item() != tokenizer.eos_id
-            self.items.append((record, *encoded))
+            truncated += encoded.cut
+            self.items.append((record, encoded.tokens, encoded.labels))
         if skipped or truncated:
-            log.warning("max_words=%d: %d records skipped (prompt too long), %d answers truncated without EOS",
+            log.warning("max_words=%d: %d records skipped (prompt too long), %d answers cut short",
                         max_words, skipped, truncated)
         self.truncated, self.skipped = truncated, skipped
         self.cache = feature_cache

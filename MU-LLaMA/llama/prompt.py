@@ -7,6 +7,8 @@ one user turn in ChatML, the format SmolLM2-Instruct was tuned on (the demo mode
 its opening `<|im_start|>` is not in the text because that tokenizer's BOS is `<|im_start|>`.
 """
 
+from typing import NamedTuple
+
 import torch
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt, padding)
@@ -40,9 +42,18 @@ def extract_answer(text: str) -> str:
 TOKENIZATIONS = ("separate", "joint")
 
 
+class Example(NamedTuple):
+    """One training sequence: tokens, labels (IGNORE_INDEX on the prompt), and whether the answer was cut
+    at max_words (its end, the EOS or the [AUD] tokens, lost)."""
+
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    cut: bool
+
+
 def encode_example(tokenizer, question: str, answer: str, template: str, max_words: int,
-                   tokenization: str = "separate"):
-    """(tokens, labels) of one training example, or None when even the prompt exceeds `max_words`.
+                   tokenization: str = "separate", eos: bool = True) -> Example | None:
+    """One training example, or None when even the prompt exceeds `max_words`.
 
     "separate": the answer is tokenised on its own and appended to the prompt's tokens, so the
     boundary is exact and the answer's tokens are the ones the model generates after the prompt.
@@ -50,8 +61,9 @@ def encode_example(tokenizer, question: str, answer: str, template: str, max_wor
     len(tokenize(prompt)) labels are masked, so the first answer word becomes a piece without its
     leading space ("Response:" + "The" -> "The", not "▁The"), and where SentencePiece merges across the
     boundary the mask is off by a token, as it was in the original's training.
-    If prompt + answer + EOS exceed `max_words`, the answer is cut and has no EOS (the model should
-    not learn to stop mid-answer); callers count these.
+    eos: end the answer with EOS (MU-LLaMA's original does; M2UGen's does not).
+    If the sequence exceeds `max_words`, the answer is cut (`cut`: no EOS, and the model should not learn
+    to stop mid-answer); callers count these.
     """
     if tokenization not in TOKENIZATIONS:
         raise ValueError(f"tokenization must be one of {TOKENIZATIONS}, not {tokenization!r}")
@@ -60,8 +72,9 @@ def encode_example(tokenizer, question: str, answer: str, template: str, max_wor
     if len(prompt) >= max_words:
         return None
     if tokenization == "joint":
-        tokens = tokenizer.encode(text + answer, bos=True, eos=True)[:max_words]
+        tokens = tokenizer.encode(text + answer, bos=True, eos=eos)
         labels = [IGNORE_INDEX] * len(prompt) + tokens[len(prompt):]
-        return torch.tensor(tokens), torch.tensor(labels)
-    target = tokenizer.encode(answer, bos=False, eos=True)[: max_words - len(prompt)]
-    return torch.tensor(prompt + target), torch.tensor([IGNORE_INDEX] * len(prompt) + target)
+    else:
+        target = tokenizer.encode(answer, bos=False, eos=eos)
+        tokens, labels = prompt + target, [IGNORE_INDEX] * len(prompt) + target
+    return Example(torch.tensor(tokens[:max_words]), torch.tensor(labels[:max_words]), len(tokens) > max_words)

@@ -117,7 +117,7 @@ def write_tiny_llama(folder, args: ModelArgs = TINY_LLAMA, seed: int = 0, tokeni
     model = Transformer(args)
     if examples and steps:
         sequences = [encode_example(tokenizer, q, a, template, args.max_seq_len) for q, a in examples]
-        learn_text(model, [tokens for tokens, _ in filter(None, sequences)], steps, seed=seed)
+        learn_text(model, [example.tokens for example in filter(None, sequences)], steps, seed=seed)
     save_meta(model.state_dict(), args, folder / "7B")
     return model
 

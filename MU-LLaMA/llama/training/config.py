@@ -7,11 +7,15 @@ from pathlib import Path
 
 import yaml
 
+from ..data.dataset import KINDS as MUSICQA_KINDS
+from ..data.sources import KINDS as MUMU_KINDS
 from ..mu_llama import PHASES
 from ..mumu_llama import DECODER_CONDITIONING, STAGES
 from ..prompt import TOKENIZATIONS
 
 MODELS = ("mu-llama", "mumu")
+SOURCE_KINDS = {"mu-llama": MUSICQA_KINDS, "mumu": (None, *MUMU_KINDS)}
+PRETRAINED_KEEP = ("all", "adapter")
 
 
 @dataclass
@@ -19,7 +23,11 @@ class DataSource:
     path: str
     audio_root: str | None = None  # default: the folder of `path`
     ratio: float | None = None  # share of an epoch (mix: ratio); None for plain concatenation
-    task: str | None = None  # MuMu-LLaMA: "caption_to_music" turns caption records into stage-2 requests
+    # the file's dataset class, which fixes its format and input modality (data/sources.py): MU-LLaMA musicqa,
+    # alpaca or none (each record with or without a clip); MuMu-LLaMA mucaps, coco, muvideo, mucaps_decoder,
+    # musicqa, alpaca, any_to_music, or records (this project's record schema, the default)
+    kind: str | None = None
+    task: str | None = None  # MuMu-LLaMA records: "caption_to_music" turns caption records into stage-2 requests
 
 
 @dataclass
@@ -32,7 +40,11 @@ class TrainConfig:
     llama_path: str = ""  # --llama_dir of inference.py; base weights in llama_path/llama_type
     llama_type: str = "7B"
     mert_path: str = "ckpts/MERT-v1-330M"
-    pretrained_path: str | None = None  # finetune: the pretrain checkpoint (bridge, prefix, gates)
+    pretrained_path: str | None = None  # a trained checkpoint to start from (the previous phase's or stage's)
+    # what of it: "all" its trained tensors (to continue training it), or "adapter" the bridges, prefix rows
+    # and gates only, the rest from the base weights (MU-LLaMA's finetune after pretraining, as the original).
+    # Default: adapter for MU-LLaMA, all for MuMu-LLaMA (each as its original)
+    pretrained_keep: str | None = None
     query_layer: int = 20
     bridge_width: int | None = None  # default 4 x LLaMA width
     lora_rank: int = 16
@@ -63,6 +75,7 @@ class TrainConfig:
     prompt_template: str = "upstream"
     # separate: the answer tokenised on its own (exact boundary); joint: prompt + answer as one string (original)
     tokenization: str = "separate"
+    answer_eos: bool = True  # end each answer with EOS: MU-LLaMA's original does, M2UGen's does not
     max_words: int = 96
     # optimisation
     batch_size: int = 1  # per process
@@ -129,6 +142,17 @@ class TrainConfig:
             raise SystemExit(f"precision must be bf16, fp16 or fp32, not {config.precision!r}")
         if not config.data:
             raise SystemExit(f"{path}: no data sources")
+        kinds = SOURCE_KINDS[config.model]
+        for source in config.data:
+            if source.kind not in kinds:
+                raise SystemExit(f"{source.path}: kind must be one of {', '.join(map(str, kinds))} for a "
+                                 f"{config.model} run, not {source.kind!r}")
+            if source.task is not None and (config.model != "mumu" or source.kind not in (None, "records")):
+                raise SystemExit(f"{source.path}: task {source.task!r} applies to MuMu-LLaMA record files only")
+        if config.pretrained_keep not in (None, *PRETRAINED_KEEP):
+            raise SystemExit(f"pretrained_keep must be {' or '.join(PRETRAINED_KEEP)}, not {config.pretrained_keep!r}")
+        if config.pretrained_keep is None:
+            config.pretrained_keep = "adapter" if config.model == "mu-llama" else "all"
         return config
 
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..build import mu_llama
 from ..data.cache_features import FeatureCache
-from ..data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix
+from ..data.dataset import MusicQADataset, SubEpochSampler, collate, load_records, mix, report_source
 from ..formats.mert import load_mert
 from ..formats.mu_llama import read_mu_llama, save_mu_llama
 from ..mu_llama import MULLaMA, MULLaMAConfig, from_upstream
@@ -39,6 +39,7 @@ from ..prompt import IGNORE_INDEX
 from ..records import atomic_path
 from ..tokenizer import Tokenizer
 from .config import TrainConfig, lr_at, to_plain
+from .start import keep_pretrained
 
 
 def init_distributed() -> tuple[int, int, int]:
@@ -72,8 +73,10 @@ class Run:
 
 def mu_llama_run(config: TrainConfig, device) -> Run:
     cache = FeatureCache(config.feature_cache) if config.feature_cache else None
-    model, tokenizer = build_model(config, device, cache)
-    dataset = build_data(config, tokenizer, cache, model.sample_rate)
+    model, tokenizer, started = build_model(config, device, cache)
+    dataset, report = build_data(config, tokenizer, cache, model.sample_rate)
+    if started:
+        report["pretrained"] = started
     collate_fn = partial(collate, pad_id=max(tokenizer.pad_id, 0),
                          feature_shape=(model.config.mert_layers, model.config.mert_dim))
 
@@ -86,10 +89,10 @@ def mu_llama_run(config: TrainConfig, device) -> Run:
         save_mu_llama(path, tensors, model.config, **extra)
 
     return Run(model, dataset, collate_fn, step, write, lambda path: read_mu_llama(path)[0],
-               [model.mert] if model.mert is not None else [])
+               [model.mert] if model.mert is not None else [], report)
 
 
-def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None) -> tuple[MULLaMA, Tokenizer]:
+def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None) -> tuple[MULLaMA, Tokenizer, dict]:
     # With a feature cache MERT is not needed: cached clips bring their features, text-only ones zeros.
     mert = load_mert(config.mert_path, device=device) if feature_cache is None else None
     layers, hidden = ((mert.num_layers, mert.hidden_size) if mert is not None
@@ -100,23 +103,28 @@ def build_model(config: TrainConfig, device, feature_cache: FeatureCache | None)
     model, tokenizer = mu_llama(model_config, config.llama_path, mert, llama_type=config.llama_type, device=device,
                                 dtype=getattr(torch, config.base_dtype), seed=config.seed)
     model.llama.checkpointing = config.grad_checkpointing
+    started = {}
     if config.pretrained_path:
-        tensors, _ = read_mu_llama(config.pretrained_path)
-        # finetune keeps what pretraining learned (bridge, prefix, gates); norms come from the base
-        keep = {k: v for k, v in tensors.items() if not k.startswith("llama.") or k.endswith(".gate")}
-        model.load_state_dict({k: v.to(device) for k, v in keep.items()}, strict=False)
+        kept, started = keep_pretrained(read_mu_llama(config.pretrained_path)[0], config.pretrained_keep,
+                                        config.pretrained_path)
+        model.load_state_dict({k: v.to(device) for k, v in kept.items()}, strict=False)
     model.set_phase(config.phase)
-    return model, tokenizer
+    return model, tokenizer, started
 
 
 def build_data(config: TrainConfig, tokenizer: Tokenizer, cache: FeatureCache | None, sample_rate: int):
-    datasets = [MusicQADataset(load_records(d.path, d.audio_root), tokenizer, config.max_words,
-                               config.prompt_template, cache, config.text_only_audio, sample_rate,
-                               config.tokenization) for d in config.data]
+    """(the mixed dataset of every source, the data report)."""
+    datasets, report = [], []
+    for source in config.data:
+        records, problems = load_records(source.path, source.audio_root, source.kind)
+        report.append(report_source(source.path, source.kind, len(records) + sum(problems.values()), len(records),
+                                    problems))
+        datasets.append(MusicQADataset(records, tokenizer, config.max_words, config.prompt_template, cache,
+                                       config.text_only_audio, sample_rate, config.tokenization, config.answer_eos))
     ratios = [d.ratio for d in config.data]
     if any(r is not None for r in ratios) and not all(r is not None for r in ratios):
         raise SystemExit("give a ratio for every data source, or for none (plain concatenation)")
-    return mix(datasets, ratios if ratios[0] is not None else None, config.seed)
+    return mix(datasets, ratios if ratios[0] is not None else None, config.seed), {"data": report}
 
 
 def distribute(run: Run, config: TrainConfig, world: int, local_rank: int, device: str) -> torch.nn.Module:

@@ -7,7 +7,6 @@ stage's checkpoint (`pretrained_path`, or the released checkpoint.pth). Each sta
 `llama.load` read it alike.
 """
 
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import torch
 from ..audio import SAMPLE_RATE
 from ..build import check_encoders, initial_mumu_tensors, mumu_llama
 from ..data.cache_features import FeatureCache
-from ..data.dataset import mix
-from ..data.mumu import MODEL_MODALITY, MuMuDataset, caption_key, check_records, collate_mumu, load_mumu_records
+from ..data.dataset import mix, report_source
+from ..data.mumu import MODEL_MODALITY, MuMuDataset, caption_key, check_records, collate_mumu
+from ..data.sources import read_source
 from ..decoders import load_decoder
 from ..encoders.vit import load_vit
 from ..encoders.vivit import load_vivit
@@ -28,6 +28,7 @@ from ..mumu_llama import AUDIO_TOKENS, MODALITIES, TARGET_SCALE, MuMuConfig
 from ..paths import llama_folder
 from .config import TrainConfig
 from .engine import Run
+from .start import keep_pretrained
 
 CACHE_KEYS = {"music": "feature_cache", "image": "vit_cache", "video": "vivit_cache"}
 ENCODER_KEYS = {"music": ("mert", "mert_path", load_mert), "image": ("vit", "vit_path", load_vit),
@@ -90,19 +91,19 @@ def build_dataset(config: TrainConfig, tokenizer, caches: dict, encoders: dict, 
               if m in caches or encoders[ENCODER_KEYS[m][0]] is not None]
     datasets, report, captions = [], [], set()
     for source in config.data:
-        records = load_mumu_records(source.path, source.audio_root, source.task)
+        kind = source.kind or "records"
+        records, unread = read_source(source.path, source.audio_root, kind, source.task)
         kept, problems = check_records(records, tokenizer, config.max_words, usable, config.prompt_template,
-                                       config.tokenization, caches)
-        report.append({"path": source.path, "records": len(records), "kept": len(kept), "left_out": dict(problems)})
-        if problems:
-            print(f"{source.path}: {len(records) - len(kept)} of {len(records)} records left out: "
-                  + ", ".join(f"{n} {why}" for why, n in problems.items()), file=sys.stderr)
+                                       config.tokenization, caches, config.answer_eos)
+        problems.update(unread)
+        report.append(report_source(source.path, kind, len(records) + sum(unread.values()), len(kept), problems))
         if not kept:
             raise SystemExit(f"{source.path}: no usable record (see above)")
         captions.update(r.caption for r in kept if r.caption is not None)
         vivit = encoders["vivit"]
         datasets.append(MuMuDataset(kept, tokenizer, config.max_words, config.prompt_template, config.tokenization,
-                                    caches, target_cache, sample_rate, vivit.frames if vivit is not None else 32))
+                                    caches, target_cache, sample_rate, vivit.frames if vivit is not None else 32,
+                                    config.answer_eos))
     ratios = [d.ratio for d in config.data]
     if any(r is not None for r in ratios) and not all(r is not None for r in ratios):
         raise SystemExit("give a ratio for every data source, or for none (plain concatenation)")
@@ -125,11 +126,15 @@ def mumu_run(config: TrainConfig, device) -> Run:
     caches, encoders = load_inputs(config, device)
     target_cache, decoder, target_shape = load_targets(config, device)
     folder = llama_folder(config.llama_path, config.llama_type)
+    started = {}
     if config.pretrained_path:  # the previous stage's checkpoint (or the released checkpoint.pth)
         tensors, mumu_config, embedded = read_mumu(config.pretrained_path)
         if mumu_config.music_decoder != config.music_decoder:
             raise SystemExit(f"{config.pretrained_path} was trained for {mumu_config.music_decoder}, the config "
                              f"says music_decoder: {config.music_decoder}")
+        kept, started = keep_pretrained(tensors, config.pretrained_keep, config.pretrained_path)
+        if config.pretrained_keep == "adapter":  # the rest as a new model starts
+            tensors = {**initial_mumu_tensors(mumu_config, folder, config.seed), **kept}
     else:
         mumu_config, embedded = model_config(config, caches, encoders, target_shape), {}
         tensors = initial_mumu_tensors(mumu_config, folder, config.seed)
@@ -226,7 +231,8 @@ def mumu_run(config: TrainConfig, device) -> Run:
 
     collate = partial(collate_mumu, pad_id=max(tokenizer.pad_id, 0))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    report = {"stage": config.stage, "trained_tensors": len(trainable), "data": report}
+    report = {"stage": config.stage, "trained_tensors": len(trainable), "data": report,
+              **({"pretrained": started} if started else {})}
     return Run(model, dataset, collate, step, write, read, [e for e in encoders.values() if e is not None], report,
                model.optional_names())
 
