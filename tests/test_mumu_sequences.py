@@ -163,3 +163,29 @@ def test_caption_files_are_the_originals_objects(tmp_path):
     requests, _ = read_source(tmp_path / "MUCapsCaptions.json", tmp_path, "mucaps_decoder")
     assert [(r.instruction, r.answer, r.caption, r.input_file) for r in requests][0] == (
         "Calm piano.", "Calm piano." + "".join(AUDIO_TOKENS), "Calm piano.", None)
+
+
+@pytest.mark.parametrize("kind, content, instruction, answer", [
+    ("muvideo", {"clip.mkv": "A ball rolls down a hill."}, "", "A ball rolls down a hill."),
+    ("alpaca", [{"conversation": [{"from": "human", "value": "Name a colour."}, {"from": "gpt", "value": "Blue."}]}],
+     "Name a colour.", "Blue."),
+    ("any_to_music", [{"input_file": "clip.wav", "output_file": "out.wav", "conversation": [
+        {"from": "human", "value": "Make it faster.", "input_modality": "audio", "caption": "a slow tune"},
+        {"from": "gpt", "value": "Here it is.", "caption": "a fast tune", "output_modality": "audio"}]}],
+     "Make it faster.", "Here it is. " + "".join(AUDIO_TOKENS))], ids=["MUVideo", "Alpaca", "MUEdit"])
+def test_the_other_classes_follow_the_originals_rule(kind, content, instruction, answer, tokenizer, tmp_path):
+    """The classes the oracle has no record of (MUVideo captions, Alpaca, MUVideo and MUEdit instructions)
+    build what MUMU.md section 3 says the original builds: format_prompt(instruction) + answer as one string,
+    BOS and no EOS, the prompt's tokens masked."""
+    from llama import format_prompt
+
+    (tmp_path / "data.json").write_text(json.dumps(content))
+    records, problems = read_source(tmp_path / "data.json", tmp_path, kind)
+    config = published(3)
+    _, tokens, labels = MuMuDataset(records, tokenizer, config.max_words, config.prompt_template,
+                                    config.tokenization, eos=config.answer_eos).items[0]  # no input decoded
+    prompt = format_prompt(instruction, "alpaca")
+    expected = tokenizer.encode(prompt + answer, bos=True)
+    masked = len(tokenizer.encode(prompt, bos=True))
+    assert not problems and tokens.tolist() == expected
+    assert labels.tolist() == [IGNORE_INDEX] * masked + expected[masked:]
