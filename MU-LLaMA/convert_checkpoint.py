@@ -12,9 +12,9 @@ their folders.
 
 import argparse
 
-from llama import read_mu_llama, read_mumu, save_mu_llama, save_mumu
+from llama.checkpoints import read_checkpoint
+from llama.checkpoints.safetensors import save_trained, trained_state
 from llama.cli import add_debug_argument, run_main
-from llama.formats.mumu import is_mumu_checkpoint, trained_state
 
 
 def main(argv=None):
@@ -23,16 +23,13 @@ def main(argv=None):
     parser.add_argument("output", help="output .safetensors (the config goes to the same name with .json)")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
-    if is_mumu_checkpoint(args.checkpoint):
-        tensors, config, base = read_mumu(args.checkpoint)
-        if base:
-            tensors = trained_state(tensors, base)
-        save_mumu(args.output, tensors, config, converted_from=str(args.checkpoint))
-        kind = f"MuMu-LLaMA, {config.music_decoder}"
-    else:
-        tensors, config = read_mu_llama(args.checkpoint)
-        save_mu_llama(args.output, tensors, config, converted_from=str(args.checkpoint))
-        kind = f"phase {config.phase}"
+    checkpoint = read_checkpoint(args.checkpoint)
+    config, tensors = checkpoint.config, checkpoint.tensors
+    mumu = checkpoint.kind == "mumu_llama"
+    if mumu and checkpoint.base:  # a released M2UGen file: the head's [AUD] rows too (the base stays out)
+        tensors = trained_state(tensors, checkpoint.base)
+    save_trained(args.output, tensors, config, converted_from=str(args.checkpoint))
+    kind = f"MuMu-LLaMA, {config.music_decoder}" if mumu else f"phase {config.phase}"
     size = sum(t.numel() * t.element_size() for t in tensors.values()) / 1e9
     print(f"wrote {len(tensors)} tensors ({size:.2f} GB, {kind}) to {args.output}")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 import soundfile
 
-from llama import AudioError, MediaError, Request, load_audio, load_image
+from llama import AudioError, MediaError, Request
 from llama.cli import (
     add_model_arguments,
     add_mumu_model_arguments,
@@ -166,13 +166,13 @@ def generate(pipeline, args, music_dir, audio, image, prompt, chat, seconds, max
     try:
         if audio:
             check_clip_length(audio, args.max_audio_seconds)
-            clip = load_audio(audio, pipeline.sample_rate)
+            clip = pipeline.read("music", audio)
     except AudioError as e:
         yield chat + [cannot_use("this audio", e, audio)], ""
         return
     try:
         if image:
-            picture = load_image(image)
+            picture = pipeline.read("image", image)
     except MediaError as e:
         yield chat + [cannot_use("this image", e, image)], ""
         return
@@ -239,7 +239,7 @@ def build_app(model, args) -> gr.Blocks:
             with gr.Column(scale=1):
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Music")
                 feed_history = gr.Checkbox(False, label="Feed earlier turns to the model", info=HISTORY_NOTE)
-                max_len, temperature, top_p, seed = sampling_controls(model.model.llama.args.max_seq_len, args)
+                max_len, temperature, top_p, seed = sampling_controls(model.max_seq_len, args)
             with gr.Column(scale=2):
                 chat = gr.Chatbot(label="Chat")
                 question = gr.Textbox(label="Question", placeholder="Describe the music")
@@ -267,14 +267,14 @@ def build_mumu_app(pipeline, args, music_dir: str | None = None) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1):
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Music (the model hears it)",
-                                 visible=pipeline.model.mert is not None, elem_id="music")
+                                 visible=pipeline.takes("music"), elem_id="music")
                 # A file box, not gr.Image: gr.Image decodes the upload before the handler, so a broken
                 # image would end in an error popup instead of a message in the chat.
                 image = gr.File(file_types=["image"], label="Image (the model sees it)",
-                                visible=pipeline.model.vit is not None, elem_id="image")
+                                visible=pipeline.takes("image"), elem_id="image")
                 seconds = gr.Slider(1, longest, value=min(10.0, longest), step=1, label="Music length (s)",
                                     visible=decoder is not None, elem_id="seconds")
-                max_len, temperature, top_p, seed = sampling_controls(pipeline.model.llama.args.max_seq_len, args)
+                max_len, temperature, top_p, seed = sampling_controls(pipeline.max_seq_len, args)
             with gr.Column(scale=2):
                 chat = gr.Chatbot(label="Chat", elem_id="chat")
                 prompt = gr.Textbox(label="Request", placeholder="Generate a music", elem_id="prompt")

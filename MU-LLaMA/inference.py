@@ -9,7 +9,7 @@ about images and video, and generate music.
         --music_decoder_path ckpts/musicgen-medium --image_file photo.jpg --prompt "Generate a music for this image"
 
 With none of --model, --llama_dir and --mert_path, the demo model that ships in demo/ answers
-(README, "The demo model"). MU-LLaMA: every --audio_path is asked every --question, all in one
+(docs/demo-models.md). MU-LLaMA: every --audio_path is asked every --question, all in one
 batched call. MuMu-LLaMA: every --prompt is asked with the given --audio_file, --image_file and
 --video_file together, in one batched call; music is written to --output_dir as each is made.
 """
@@ -100,11 +100,11 @@ def read_inputs(args, model, image) -> tuple:
     audio = video = None
     seconds = 30.0
     if args.audio_file:
-        audio = llama.load_audio(args.audio_file, model.sample_rate)
+        audio = model.read("music", args.audio_file)
         seconds = float(max(round(len(audio) / model.sample_rate), 1))
     if args.video_file:
         start = int(args.video_start) if args.video_start.lstrip("-").isdigit() else args.video_start
-        video = llama.load_video(args.video_file, frames=model.model.vivit.frames, start=start, seed=args.seed)
+        video = model.read("video", args.video_file, start=start, seed=args.seed)
         seconds = float(max(round(llama.video_seconds(args.video_file)), 1))
     if args.music_seconds:
         seconds = args.music_seconds

@@ -8,7 +8,7 @@ References: the EvalMusicQA JSON list (or JSONL). Predictions: `{audio_name: {qu
 file per model, named NAME=FILE (a bare FILE is named by its stem); a `.meta.json` beside a file (as
 generate_mullama.py writes) is copied into that model's settings. A constant-answer baseline
 (`constant`, --constant_answer) is scored like a model in every run. Each model is reported on all
-pairs and on the QA and captioning questions apart (metrics.py says which questions are captioning,
+pairs and on the QA and captioning questions apart (llama/evaluation/metrics.py says which questions are captioning,
 how pairs are formed and how each metric is computed).
 
 Writes OUTPUT/results.md (the tables, also printed), results.csv (name, split, mode, metric, value),
@@ -32,7 +32,7 @@ if __name__ == "__main__" and "PYTHONHASHSEED" not in os.environ:
     # Re-executed before the heavy imports below, so that they are paid once.
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
 
-import metrics  # noqa: E402
+from llama.evaluation import metrics  # noqa: E402
 
 CONSTANT = "constant"
 LIBRARIES = ("nltk", "rouge-score", "sacrebleu", "bert-score", "transformers", "torch")

@@ -16,7 +16,7 @@ Beside the model's row every run reports two controls:
     and reference (a seeded derangement): what the metrics give a model that ignores the request.
   reference_halves: the FAD between two halves of the reference set (seeded split): what FAD is between
     two samples of the same music at this set size.
-generation_metrics.py says how each metric is computed. A file that cannot be read is named on stderr,
+llama/evaluation/generation_metrics.py says how each metric is computed. A file that cannot be read is named on stderr,
 left out and counted.
 
 Writes OUTPUT/results.json ({"model", "shuffled_control", "reference_halves": {metric: value, ...},
@@ -37,9 +37,8 @@ import transformers
 
 from llama.cli import UsageError, add_debug_argument, positive_int, run_main
 from llama.data.dataset import derangement, read_json_records
+from llama.evaluation import generation_metrics as gm
 from llama.records import atomic_path, json_line
-
-import generation_metrics as gm
 
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
 LIBRARIES = ("torch", "transformers", "numpy", "scipy", "soundfile", "soxr")

@@ -126,12 +126,12 @@ def check_resume(before: dict | None, flags: dict, out: Path) -> None:
 def read_inputs(model, item: Item, args) -> llama.Request:
     """The request's inputs, read at the encoders' rates and sizes (raises AudioError, MediaError)."""
     files = item.files
-    audio = llama.load_audio(files["audio_file"], model.sample_rate) if "audio_file" in files else None
-    image = llama.load_image(files["image_file"]) if "image_file" in files else None
+    audio = model.read("music", files["audio_file"]) if "audio_file" in files else None
+    image = model.read("image", files["image_file"]) if "image_file" in files else None
     video = None
     if "video_file" in files:
         start = int(args.video_start) if args.video_start.lstrip("-").isdigit() else args.video_start
-        video = llama.load_video(files["video_file"], frames=model.model.vivit.frames, start=start, seed=args.seed)
+        video = model.read("video", files["video_file"], start=start, seed=args.seed)
     return llama.Request(item.prompt, audio, image, video)
 
 
@@ -197,7 +197,7 @@ def load_checked(args, items: list[Item]):
         raise UsageError(f"--music_seconds {args.music_seconds:g}: this decoder writes at most "
                          f"{model.decoder.max_seconds:g} s; ask for less")
     for key, (modality, flag) in INPUTS.items():
-        if any(key in it.files for it in items) and model.model.encoder(modality) is None:
+        if any(key in it.files for it in items) and not model.takes(modality):
             raise UsageError(f"requests with {key} need their encoder: pass {flag}")
     return model
 

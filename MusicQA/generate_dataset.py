@@ -23,10 +23,9 @@ from pathlib import Path
 import soundfile
 from tqdm import tqdm
 
+from llama.musicqa.annotate import OUTPUT_NAMES, finished_clips
+from llama.musicqa.sources import READERS
 from llama.records import atomic_path
-
-from annotate import OUTPUT_NAMES, finished_clips
-from sources import READERS
 
 SPLITS = [("musiccaps", "PretrainMusicQA.json"), ("mtt", "FinetuneMusicQA.json"), ("mtg", "EvalMusicQA.json")]
 

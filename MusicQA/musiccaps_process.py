@@ -4,7 +4,7 @@
     python MusicQA/musiccaps_process.py --dir DIR [--llm mosaicml/mpt-7b-chat] [--batch_size 8] [--device cuda]
 """
 
-from annotate import main
+from llama.musicqa.annotate import main
 
 if __name__ == "__main__":
     main("musiccaps")

@@ -21,41 +21,16 @@ so static and continuous batching decode the same steps there), batch 1, 16 and 
 """
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))  # the script it measures
-
-from batch_inference import SETTINGS, answer_pairs, find_pairs, read_records  # noqa: E402
-from generation import describe_machine  # noqa: E402
-from load_memory import MERT_330M  # noqa: E402
-
-from llama import MERT, ModelArgs, MULLaMA, MULLaMAConfig, Pipeline, Tokenizer  # noqa: E402
-from llama.cli import add_model_arguments, load_model  # noqa: E402
-from llama.data.synthetic import make_dataset  # noqa: E402
-from llama.encoders.mert import hubert_config  # noqa: E402
-from llama.testing.tiny import random_transformer, sentencepiece_model_file  # noqa: E402
-
-LLAMA_2_7B = ModelArgs(max_seq_len=4096, w_bias=True, w_lora=True)
-
-
-def random_mu_llama(llama_args: ModelArgs, mert_config: dict, device, dtype=torch.bfloat16) -> Pipeline:
-    """A MU-LLaMA of any shape with random weights, allocated on `device` directly (no CPU copy)."""
-    backbone = random_transformer(llama_args, device, dtype)
-    config = MULLaMAConfig(query_layer=min(20, llama_args.n_layers), mert_layers=mert_config["num_hidden_layers"] + 1,
-                           mert_dim=mert_config["hidden_size"])
-    with torch.device(device):
-        # .to(device) as well: HubertModel makes masked_spec_embed with the legacy torch.Tensor(), which
-        # ignores the device context and would leave one parameter on the CPU
-        mert = MERT(hubert_config(mert_config)).to(device)
-        model = MULLaMA(backbone, None, config).to(dtype)
-    model.mert = mert  # MERT stays fp32, as llama.load keeps it
-    return Pipeline(model.requires_grad_(False).eval(), Tokenizer(sentencepiece_model_file()))
-
+from llama.captioning import SETTINGS, answer_pairs, find_pairs, read_records
+from llama.cli import add_model_arguments, load_model
+from llama.data.synthetic import make_dataset
+from llama.testing.benchmarking import LLAMA_2_7B, MERT_330M, describe_machine, random_mu_llama
 
 MIXED = ["What instrument is playing?", "Describe the music in detail", "Is the tempo slow or fast?",
          "Describe the audio", "Is this in a major or a minor key?", "What do you hear in the audio?"]
@@ -94,7 +69,7 @@ def main():
                     f"{torch.cuda.get_device_name()}")
         else:
             model = load_model(args)
-            dtype = model.model.music_bridge.proj.weight.dtype
+            dtype = model.dtype
             what = f"{Path(args.model).parent.name}/{Path(args.model).name} ({dtype}), {describe_machine(dtype)}"
         settings = {key: getattr(args, key) for key in SETTINGS}
         answer_pairs(model, pairs[:1], tmp / "warmup.jsonl", 1, settings, desc="warm-up")

@@ -1,4 +1,4 @@
-"""Wall time of ModelEvaluations/metrics.py on N synthetic (reference, answer) pairs, both modes.
+"""Wall time of llama/evaluation/metrics.py on N synthetic (reference, answer) pairs, both modes.
 
     .venv/bin/python benchmarks/evaluate_speed.py                    # 5,000 pairs, MiniLM BERTScore, CPU
     .venv/bin/python benchmarks/evaluate_speed.py --bertscore_model ckpts/roberta-large --device cuda
@@ -12,15 +12,12 @@ and its load time is not counted.
 import argparse
 import importlib.util
 import random
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ModelEvaluations"))
-
-import metrics  # noqa: E402
+from llama.evaluation import metrics
 
 WORDS = ("the music is a calm slow fast upbeat energetic melancholic piano guitar acoustic electric drums bass "
          "synth strings violin cello flute saxophone vocals female male voice choir beat rhythm tempo melody "

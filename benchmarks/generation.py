@@ -23,9 +23,8 @@ from pathlib import Path
 
 import torch
 
-from llama import ModelArgs, Tokenizer, generate, load_llama
-from llama.precision import cpu_name
-from llama.testing.tiny import random_transformer
+from llama import Tokenizer, generate, load_llama
+from llama.testing.benchmarking import describe_machine, random_7b, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [
@@ -46,21 +45,6 @@ LENGTHS = {
                    lambda rng: 128 if rng.random() < 0.2 else 16),
     "constant-40": ("all 40 (control: nothing to gain)", lambda rng: 40),
 }
-
-
-def timed(fn, repeats, warmup=True):
-    if warmup:
-        fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def alternated(first, second, repeats):
@@ -84,10 +68,6 @@ def hf_generate(hf, prompts, new_tokens, pad_id):
     out = hf.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
                       pad_token_id=pad_id, eos_token_id=None)
     return out[:, longest:].tolist()
-
-
-def describe_machine(dtype) -> str:
-    return f"{cpu_name()}, {torch.get_num_threads()} threads, {str(dtype).removeprefix('torch.')}"
 
 
 def compare_with_transformers(folder: Path, batches, new_tokens, repeats, dtype):
@@ -157,50 +137,6 @@ def static_and_continuous(model, tok, prompts, batch, target):
 
     return timed(static, 1, warmup=False), timed(lambda: generate(
         model, tok, prompts, max_new_tokens=longest, stop_ids=[], stop=stop, batch_size=batch), 1, warmup=False)
-
-
-class Ids:
-    """Token ids are the prompts of the random-weight benchmarks; nothing to decode."""
-    bos_id, eos_id, pad_id = 1, 2, -1
-
-    @staticmethod
-    def decode(ids):
-        return ""
-
-
-def random_7b(device, dtype, batches, new_tokens, repeats, prompt_len=64, args: ModelArgs | None = None):
-    """Decode tok/s of a LLaMA-2-7B-shaped model (random weights) at each batch, beside the floor: the
-    time to read every weight once per step at the device's measured copy bandwidth."""
-    model = random_transformer(args or ModelArgs(max_seq_len=4096), device, dtype)
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    bandwidth = measure_bandwidth(device)
-    floor_ms = weight_bytes / bandwidth * 1e3
-    name = torch.cuda.get_device_name() if str(device).startswith("cuda") else describe_machine(dtype)
-    print(f"random {str(dtype).removeprefix('torch.')} weights ({weight_bytes / 1e9:.2f} GB), {name}, measured copy "
-          f"bandwidth {bandwidth / 1e9:.0f} GB/s -> floor {floor_ms:.2f} ms per decode step; {new_tokens} new tokens "
-          f"after {prompt_len}-token prompts, median of {repeats}")
-    print("| batch | tok/s | ms per step | floor ms per step | floor tok/s | step / floor |")
-    print("|---|---|---|---|---|---|")
-    rows = {}
-    for batch in batches:
-        prompts = torch.randint(3, model.args.vocab_size, (batch, prompt_len),
-                                generator=torch.Generator().manual_seed(batch)).tolist()
-        seconds, _ = timed(lambda p=prompts: generate(model, Ids, p, max_new_tokens=new_tokens, stop_ids=[]),
-                           repeats)
-        step_ms = seconds / new_tokens * 1e3  # the prefill amortised over the steps
-        rows[batch] = batch * new_tokens / seconds
-        print(f"| {batch} | {rows[batch]:.0f} | {step_ms:.2f} | {floor_ms:.2f} | {batch * 1e3 / floor_ms:.0f} | "
-              f"{step_ms / floor_ms:.1f}x |")
-    return rows
-
-
-def measure_bandwidth(device) -> float:
-    """Device memory bandwidth in bytes/s from a large copy (read + write)."""
-    size = 2 * 1024**3 if str(device).startswith("cuda") else 256 * 1024**2
-    x = torch.empty(size // 2, dtype=torch.bfloat16, device=device)
-    y = torch.empty_like(x)
-    seconds, _ = timed(lambda: y.copy_(x), 10)
-    return 2 * x.numel() * x.element_size() / seconds
 
 
 def main():

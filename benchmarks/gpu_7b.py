@@ -1,4 +1,4 @@
-"""The GPU figures of the README in one command, with random weights at the released shapes:
+"""The GPU figures of docs/performance.md in one command, with random weights at the released shapes:
 LLaMA-2-7B decode tok/s at batch 1, 8, 32 and 64 against the memory-bandwidth floor; MU-LLaMA
 captioning clips/hour (the whole batch_inference.py pipeline: 30 s clips, 64-token answers, batch
 1, 16 and 64); MERT-v1-330M windows/s (30 s windows) in bf16 and fp32.
@@ -10,7 +10,6 @@ Prints each part's table, then a summary table; the last line is `gpu_7b <key>=<
 """
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,15 +18,10 @@ import numpy as np
 import soundfile
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MU-LLaMA"))  # the script it measures
-
-from batch_captioning import random_mu_llama  # noqa: E402
-from batch_inference import answer_pairs, read_records  # noqa: E402
-from generation import describe_machine, random_7b, timed  # noqa: E402
-from load_memory import MERT_330M  # noqa: E402
-
-from llama import MERT, ModelArgs  # noqa: E402
-from llama.encoders.mert import hubert_config  # noqa: E402
+from llama import MERT, ModelArgs
+from llama.captioning import answer_pairs, read_records
+from llama.encoders.mert import hubert_config
+from llama.testing.benchmarking import MERT_330M, describe_machine, random_7b, random_mu_llama, sync, timed
 
 SHAPES = {
     "7b": {"llama": ModelArgs(max_seq_len=4096), "mert": MERT_330M, "clips": 128, "seconds": 30.0,
@@ -62,10 +56,10 @@ def caption(shape: dict, device, dtype, tmp: Path) -> dict[int, float]:
     for batch in shape["caption_batches"]:
         output = tmp / f"batch{batch}.jsonl"
         clips = pairs if batch > 1 else pairs[:max(len(pairs) // 8, 1)]  # batch 1 is slow: an eighth suffices
-        _sync()
+        sync()
         start = time.perf_counter()
         answer_pairs(model, clips, output, batch, settings, desc=f"batch {batch}")
-        _sync()
+        sync()
         seconds = time.perf_counter() - start
         tokens = [len(model.tokenizer.encode(r["answer"], bos=False)) for r in read_records(output)]
         rates[batch] = len(clips) / seconds * 3600
@@ -88,17 +82,12 @@ def mert_windows(shape: dict, device, dtypes=(torch.bfloat16, torch.float32)) ->
         with torch.device(device):
             mert = MERT(hubert_config(shape["mert"])).to(device, dtype).eval()
         with torch.inference_mode():
-            seconds, _ = timed(lambda m=mert: (m.layer_means(waves, batch_size=8), _sync()), shape["repeats"])
+            seconds, _ = timed(lambda m=mert: (m.layer_means(waves, batch_size=8), sync()), shape["repeats"])
         name = str(dtype).removeprefix("torch.")
         rates[name] = len(waves) / seconds
         print(f"| {name} | {rates[name]:.1f} | {rates[name] * shape['seconds']:.0f} |")
         del mert
     return rates
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def main():

@@ -46,28 +46,16 @@ from llama import (
     load_mumu,
     save_meta,
 )
+from llama.checkpoints.names import is_trained_key, to_upstream
 from llama.encoders.mert import hubert_config
 from llama.files import torch_load
-from llama.formats.mu_llama import is_trained_key
-from llama.mu_llama import to_upstream
+from llama.testing.benchmarking import MERT_330M, musicgen_config
 from llama.testing.upstream import write_m2ugen_checkpoint, write_upstream_checkpoint
 
 SHAPES = {
     "1gb": ModelArgs(dim=1536, n_layers=16, n_heads=12, vocab_size=32000),
     "7b": ModelArgs(),  # LLaMA-2-7B
 }
-# MERT-v1-330M's config.json fields that shape the model
-MERT_330M = {
-    "model_type": "mert_model", "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-    "intermediate_size": 4096, "hidden_act": "gelu", "conv_dim": [512] * 7, "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-    "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_bias": False, "feat_extract_norm": "group",
-    "feat_proj_layer_norm": True, "do_stable_layer_norm": True, "num_conv_pos_embeddings": 128,
-    "num_conv_pos_embedding_groups": 16, "layer_norm_eps": 1e-5, "hidden_dropout": 0.0, "attention_dropout": 0.0,
-    "activation_dropout": 0.0, "feat_proj_dropout": 0.0, "layerdrop": 0.0, "attention_relax": 32.0,
-    "feature_extractor_cqt": False, "deepnorm": False, "sample_rate": 24000,
-}
-
-
 def rss_status() -> dict:
     """Current resident memory of this process, in GB (anonymous vs file-backed pages)."""
     fields = {}
@@ -162,9 +150,6 @@ def write_mumu_release(args: ModelArgs, root: Path):
         VivitModel,
     )
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from mumu_gpu import musicgen_config
-
     write_mu_llama_folders(args, root)
     torch.manual_seed(0)
     vit = write_encoder_folder(root / "vit", ViTModel(ViTConfig()), ViTImageProcessorPil(
@@ -223,7 +208,7 @@ def child(folder: Path, dtype: torch.dtype, kind: str):
                               video=np.random.randint(0, 256, (32, 224, 224, 3), dtype=np.uint8))
             model.model.logits(tokens, model.encode_inputs([request]))
         elif kind == "mu_llama":  # MERT on 10 s of audio, then the bridge and all of LLaMA
-            model.model(tokens, model.model.encode_audio([audio]))
+            model.model.logits(tokens, {"music": model.encode("music", [audio])})
         else:
             model(tokens, last_only=True)
     forward_s = time.perf_counter() - start

@@ -18,11 +18,7 @@ import time
 import numpy as np
 import torch
 from transformers import (
-    EncodecConfig,
-    MusicgenConfig,
-    MusicgenDecoderConfig,
     MusicgenForConditionalGeneration,
-    T5Config,
     ViTConfig,
     ViTImageProcessorPil,
     VivitConfig,
@@ -33,32 +29,10 @@ from llama import MERT, ModelArgs, MuMuConfig, MuMuLLaMA, Tokenizer, generate
 from llama.encoders.mert import hubert_config
 from llama.encoders.vit import ViT
 from llama.encoders.vivit import ViViT
-from llama.mumu_llama import AUDIO_TOKENS
+from llama.multimodal import AUDIO_TOKENS
 from llama.pipeline import MuMuPipeline, Request
+from llama.testing.benchmarking import DECODERS, MERT_330M, musicgen_config
 from llama.testing.tiny import TINY_MERT_CONFIG, random_transformer, sentencepiece_model_file
-
-MERT_330M = {**TINY_MERT_CONFIG, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-             "intermediate_size": 4096, "conv_dim": [512] * 7, "num_conv_pos_embeddings": 128,
-             "num_conv_pos_embedding_groups": 16}
-# facebook/musicgen-{small,medium}: T5-base text encoder, the 32 kHz EnCodec, a decoder over 4 codebooks
-DECODERS = {"small": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096),
-            "medium": dict(hidden_size=1536, num_hidden_layers=48, num_attention_heads=24, ffn_dim=6144)}
-
-
-def musicgen_config(size: str, tiny: bool) -> MusicgenConfig:
-    t5 = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
-    codec = EncodecConfig(sampling_rate=32000, audio_channels=1, target_bandwidths=[2.2],
-                          upsampling_ratios=[8, 5, 4, 4], codebook_size=2048, codebook_dim=128, hidden_size=128,
-                          num_filters=64, num_lstm_layers=2, norm_type="weight_norm", normalize=False,
-                          use_causal_conv=False, compress=2, kernel_size=7, last_kernel_size=7, residual_kernel_size=3,
-                          dilation_growth_rate=2, num_residual_layers=1, pad_mode="reflect", trim_right_ratio=1.0,
-                          use_conv_shortcut=False, chunk_length_s=None, overlap=None)
-    shape = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128) if tiny else DECODERS[size]
-    decoder = MusicgenDecoderConfig(vocab_size=2048, num_codebooks=4, max_position_embeddings=2048, dropout=0.0,
-                                    pad_token_id=2048, bos_token_id=2048, **shape)
-    if tiny:
-        t5 = T5Config(vocab_size=32128, d_model=768, d_kv=16, d_ff=64, num_layers=1, num_heads=4)
-    return MusicgenConfig(text_encoder=t5, audio_encoder=codec, decoder=decoder)
 
 
 def frozen(module: torch.nn.Module, device, dtype) -> torch.nn.Module:

@@ -16,12 +16,12 @@ import argparse
 import json
 
 import torch
-from mumu_gpu import MERT_330M, musicgen_config  # the real shapes, as the GPU benchmark builds them
 from transformers import HubertModel, MusicgenForConditionalGeneration, ViTConfig, ViTModel, VivitConfig, VivitModel
 
 from llama import ModelArgs, MuMuConfig, MuMuLLaMA, Transformer
 from llama.encoders.mert import hubert_config
-from llama.mumu_llama import STAGES
+from llama.testing.benchmarking import MERT_330M, musicgen_config
+from llama.training.stages import STAGES, trained_names
 
 GIB = 2**30
 
@@ -41,8 +41,8 @@ def counts() -> dict:
         musicgen = size(MusicgenForConditionalGeneration(musicgen_config("medium", tiny=False)))
     sizes = {n: p.numel() for n, p in model.named_parameters()}
     kept = set(model.checkpoint_state())
-    trained = {(stage, gates): sum(sizes[n] for n in model.trained_names(stage, gates))
-               for stage in STAGES for gates in (False, True)}
+    trained = {(stage, gates): sum(sizes[n] for n in trained_names(model, (name, stage), gates))
+               for name, stage in STAGES if name == "mumu" for gates in (False, True)}
     return {"frozen": sum(v for n, v in sizes.items() if n not in kept), "kept": sum(sizes[n] for n in kept),
             "trained": trained, "encoders": encoders, "musicgen": musicgen}
 

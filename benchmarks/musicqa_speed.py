@@ -1,24 +1,20 @@
 """Clips per hour of MusicQA question-answer synthesis with SmolLM2-135M-Instruct on this machine,
-one clip per batch against 8 (MusicQA/annotate.py, item prompting: 14 requests per clip).
+one clip per batch against 8 (llama/musicqa/annotate.py, item prompting: 14 requests per clip).
 
     .venv/bin/python benchmarks/musicqa_speed.py [--clips 8] [--max_new_tokens 48] [--batch_sizes 1 8]
 """
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "MusicQA"), str(ROOT / "scripts")]
-
-from annotate import ChatLLM, annotate  # noqa: E402
-from prepare_assets import prepare_smollm2  # noqa: E402
-from sources import Clip  # noqa: E402
+from llama.assets import prepare_smollm2
+from llama.musicqa.annotate import ChatLLM, annotate
+from llama.musicqa.sources import Clip
 
 DESCRIPTIONS = [
     ("caption", "A live rock recording with distorted electric guitars, a driving beat and a shouting voice."),

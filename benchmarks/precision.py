@@ -110,7 +110,7 @@ def demo(batches):
             clips = [pipeline.load_clip(p)[0] for p in clips_paths]
             questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(len(clips))]
             model, tok = pipeline.model, pipeline.tokenizer
-            adapters = model.adapters(model.adapter(model.encode_audio(clips)))
+            adapters = model.adapters({"music": pipeline.encode("music", clips)}, len(clips))
             prompts = [tok.encode(format_prompt(q, pipeline.template), bos=True) for q in questions]
             speeds = [tokens_per_second(model.llama, tok, prompts, b, max_new_tokens=64, adapters=adapters)
                       for b in batches]

@@ -18,6 +18,7 @@ import torch
 
 from llama import ModelArgs, MULLaMA, MULLaMAConfig
 from llama.testing.tiny import random_transformer
+from llama.training.stages import set_trainable, trained_names
 
 SHAPES = {"small": ModelArgs(dim=1024, n_layers=8, n_heads=8, vocab_size=32000), "7b": ModelArgs()}
 
@@ -29,7 +30,7 @@ def build(shape: ModelArgs, phase: str, device, dtype, checkpointing: bool) -> M
     llama.checkpointing = checkpointing
     config = MULLaMAConfig(phase=phase, query_layer=min(20, args.n_layers), mert_layers=25, mert_dim=1024)
     model = MULLaMA(llama, None, config).to(device)
-    model.set_phase(phase)
+    set_trainable(model, trained_names(model, ("mu-llama", phase)))
     return model.train()
 
 
@@ -39,6 +40,7 @@ def measure(model: MULLaMA, batch: int, length: int, steps: int, device, dtype) 
     labels = tokens.clone()
     labels[:, : length // 2] = -100
     means = torch.randn(batch, 25, 1024, device=device)
+    rows = torch.arange(batch, device=device)
     autocast = torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -46,7 +48,7 @@ def measure(model: MULLaMA, batch: int, length: int, steps: int, device, dtype) 
         if step == 1:  # the first step allocates optimizer state; time the rest
             start = time.perf_counter()
         with autocast:
-            loss = model.loss(tokens, labels, means)
+            loss, _ = model(tokens, labels, {"music": (rows, means)})
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -32,7 +32,7 @@ import llama
 from llama.audio import SAMPLE_RATE
 from llama.cli import UsageError, add_debug_argument, positive_int, run_main
 from llama.data import synthetic
-from llama.data.cache_features import build_cache
+from llama.data.caches import build_cache
 from llama.testing.tiny import write_tiny_mert
 from llama.training import TrainConfig, parse_overrides, train
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import llama
 from llama.cli import UsageError, add_debug_argument, positive_int, run_main
 from llama.data import synthetic
-from llama.data.cache_features import FeatureCache, build_cache, build_target_cache
+from llama.data.caches import FeatureCache, build_cache, build_target_cache
 from llama.data.generation_checks import check_generation, markdown_table
 from llama.data.synthetic_requests import make_request_dataset
 from llama.decoders.notes import train_note_decoder

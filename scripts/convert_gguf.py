@@ -8,8 +8,8 @@ ckpts/SmolLM2-135M-Instruct. Quantized tensors are de-quantized to fp32.
 
 import argparse
 
+from llama.checkpoints.gguf import convert_gguf
 from llama.cli import add_debug_argument, run_main
-from llama.formats.gguf import convert_gguf
 
 
 def main(argv=None):

@@ -10,7 +10,7 @@ questions and answers (without audio), so that MU-LLaMA training only has to tea
 The tiny MERT, for want of a pretrained one offline, first learns to tell the training clips' facts
 apart from its time-averaged hidden states (on random 1.5 s excerpts): like MERT, it then hears what
 the music is. `--audio_crop 0 --audio_steps 500` trains it on whole clips for longer: it then also
-hears tempo well (README, Training), for about 30 s more on 2 cores.
+hears tempo well (docs/training.md), for about 30 s more on 2 cores.
 
     .venv/bin/python scripts/make_tiny_models.py [--out outputs/tiny] [--clips 800] [--audio_steps 300]
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from llama import format_prompt, load_audio, load_mert
 from llama.audio import SAMPLE_RATE
-from llama.data.cache_features import build_cache
+from llama.data.caches import build_cache
 from llama.data.dataset import load_records
 from llama.data.synthetic import class_indices, make_dataset
 from llama.testing.tiny import train_tokenizer, write_tiny_llama, write_tiny_mert

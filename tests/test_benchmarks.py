@@ -1,5 +1,5 @@
 """The GPU benchmark runs end to end: its code is exercised here at a toy shape on the CPU, so that the
-first machine with a GPU takes the README's figures in one command (benchmarks/gpu_7b.py)."""
+first machine with a GPU takes docs/performance.md's figures in one command (benchmarks/gpu_7b.py)."""
 
 import subprocess
 import sys

@@ -5,9 +5,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llama import CheckpointError, load_llama, save_hf, save_meta
-from llama.formats.hf import meta_to_hf
-
-from conftest import random_model, tiny_args
+from llama.checkpoints.hf import meta_to_hf
+from llama.testing.tiny import random_model, tiny_args
 
 
 def logits(model, seed=0):

@@ -6,8 +6,9 @@ import soundfile
 import torch
 
 from llama import MULLaMA, MULLaMAConfig, Tokenizer, format_prompt, load_llama, load_mert
-from llama.data.cache_features import FeatureCache, build_cache
-from llama.data.dataset import MusicQADataset, Record, SubEpochSampler, collate, load_records, mix
+from llama.data.batch import collate, model_inputs
+from llama.data.caches import FeatureCache, build_cache
+from llama.data.dataset import MusicQADataset, Record, SubEpochSampler, load_records, mix
 from llama.prompt import IGNORE_INDEX
 from llama.prompt import encode_example as tokenize
 from llama.testing.tiny import write_tiny_llama, write_tiny_mert
@@ -81,10 +82,12 @@ def test_batches_pad_dynamically_and_text_only_hears_silence(corpus):
     longest = max(len(data[i]["tokens"]) for i in (0, 6, 3))
     assert batch["tokens"].shape == (3, longest)
     assert (batch["labels"][1, len(data[6]["tokens"]):] == IGNORE_INDEX).all()
-    assert [len(a) for a in batch["audio"]] == [24000, 24000, 36000]  # text-only: 1 s of silence
-    assert not batch["audio"][1].any()
-    zeros = MusicQADataset(load_records(corpus / "qa.json", corpus / "audios")[0], tok, 200, text_only_audio="zeros")
-    assert collate([zeros[6]], feature_shape=(3, 32))["layer_means"].abs().sum() == 0
+    assert [len(a) for a in batch["music"]] == [24000, 24000, 36000]  # text-only: 1 s of silence
+    assert not batch["music"][1].any()
+    zeros = MusicQADataset(load_records(corpus / "qa.json", corpus / "audios")[0], tok, 200, text_only_audio="zeros",
+                           feature_shape=(3, 32))
+    text_only = collate([zeros[6]])["music"][0]
+    assert text_only.shape == (3, 32) and not text_only.any()
 
 
 def test_sub_epoch_sampler_partitions_and_is_deterministic():
@@ -132,8 +135,8 @@ def test_feature_cache_resumes_and_matches_on_the_fly(tmp_path, corpus):
             layer.attention.gate.fill_(0.5)
     a, b = collate([cached[i] for i in range(4)]), collate([live[i] for i in range(4)])
     with torch.no_grad():
-        loss_cached = model.loss(a["tokens"], a["labels"], a["layer_means"])
-        loss_live = model.loss(b["tokens"], b["labels"], model.encode_audio(b["audio"]))
+        loss_cached = model(a["tokens"], a["labels"], model_inputs(model, a, "cpu"))[0]
+        loss_live = model(b["tokens"], b["labels"], model_inputs(model, b, "cpu"))[0]
     assert abs(loss_cached.item() - loss_live.item()) < 1e-6
 
 
@@ -143,7 +146,7 @@ def test_joint_tokenization_gives_the_originals_labels_and_loss(sentencepiece_mo
     SentencePiece model directly (pad to max_words with 0, ignore_index 0), independently of the project."""
     import sentencepiece
 
-    from tiny import tiny_mu_llama
+    from llama.testing.releases import tiny_mu_llama
 
     question, answer = "Describe the audio", "The music is a calm piano piece with a slow tempo."
     sp = sentencepiece.SentencePieceProcessor(model_file=str(sentencepiece_model))
@@ -168,8 +171,8 @@ def test_joint_tokenization_gives_the_originals_labels_and_loss(sentencepiece_mo
     model = tiny_mu_llama()
     means = torch.randn(1, 3, 32)
     with torch.no_grad():
-        ours = model.loss(tokens[None], labels[None], means)
-        logits = model(original_tokens[None], means)
+        ours = model(tokens[None], labels[None], {"music": (torch.arange(1), means)})[0]
+        logits = model.logits(original_tokens[None], {"music": model.features("music", means)})
         original = torch.nn.functional.cross_entropy(logits[0, :-1], original_labels[1:], ignore_index=0)
     assert torch.allclose(ours, original, atol=1e-6)
 

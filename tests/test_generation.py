@@ -3,8 +3,7 @@ import torch
 
 from llama import Tokenizer, generate
 from llama.generation import sample_top_p
-
-from conftest import random_model, tiny_args
+from llama.testing.tiny import random_model, tiny_args
 
 
 class ByteTokenizer(Tokenizer):

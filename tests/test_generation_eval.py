@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from scipy.linalg import sqrtm
 from scipy.special import softmax
-from tiny_mumu import chained_mumu, write_tiny_mumu_release
 
 from llama.cli import UsageError, run_main
 from llama.data.dataset import derangement
 from llama.testing.decoders import write_tiny_clap
+from llama.testing.releases import chained_mumu, write_tiny_mumu_release
 from llama.testing.tiny import write_tiny_mert
 from llama.testing.vision import write_image, write_video
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "ModelEvaluations"))
 import evaluate_generation  # noqa: E402
 import generate_mumu  # noqa: E402
 
-import generation_metrics as gm  # noqa: E402
+from llama.evaluation import generation_metrics as gm  # noqa: E402
 
 
 def tone(freq: float, seconds: float, rate: int, noise: float = 0.0, seed: int = 0) -> np.ndarray:

@@ -16,9 +16,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from llama import load_audio
+from llama.testing.releases import write_tiny_release
 
 from conftest import ROOT
-from tiny import write_tiny_release
 
 sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 import gradio_app  # noqa: E402

@@ -15,10 +15,10 @@ import soundfile
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
-from tiny_mumu import chained_mumu, write_tiny_mumu_release
 
 import llama
-from llama.decoders.musicgen import MusicDecoderError
+from llama.decoders import MusicDecoderError
+from llama.testing.releases import chained_mumu, write_tiny_mumu_release
 from llama.testing.vision import write_image
 
 from conftest import ROOT

@@ -1,5 +1,5 @@
-"""The adapter listens: a tiny MU-LLaMA pretrained through train.py on synthetic music (the README's
-tiny pipeline) names the instrument family of held-out clips far above chance, and falls to about
+"""The adapter listens: a tiny MU-LLaMA pretrained through train.py on synthetic music (docs/training.md,
+the tiny pipeline) names the instrument family of held-out clips far above chance, and falls to about
 chance when each question is answered with another clip's audio. A tiny MuMu-LLaMA trained through
 its three stages on the same music and on synthetic images learns what each stage is for."""
 
@@ -52,7 +52,7 @@ def test_trained_model_names_the_instrument_it_hears(tiny):
 
 @pytest.mark.slow
 def test_tiny_mumu_learns_each_stage(tiny, tmp_path):
-    """scripts/train_tiny_mumu.py (the README's table): stage 1 captions name what is heard or seen, stage 2
+    """scripts/train_tiny_mumu.py (docs/mumu-llama.md's table): stage 1 captions name what is heard or seen, stage 2
     asks for music and aligns the projector to the decoder, stage 3 turns an image into its colour's music."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import train_tiny_mumu

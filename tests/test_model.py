@@ -3,9 +3,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from llama import KVCache, ModelArgs
-from llama.formats.hf import hf_config, meta_to_hf
-
-from conftest import random_model, tiny_args
+from llama.checkpoints.hf import hf_config, meta_to_hf
+from llama.testing.tiny import random_model, tiny_args
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -142,7 +141,7 @@ def test_lora_and_bias_keys_follow_upstream_names_and_start_as_identity():
 
 def test_slot_cache_decodes_rows_at_their_own_lengths():
     """Rows at different lengths in one SlotCache decode as each request alone (continuous batching)."""
-    from llama.model import SlotCache
+    from llama.kv_cache import SlotCache
 
     model = random_model(tiny_args(n_kv_heads=2))
     seqs = [torch.randint(1, 97, (1, n)) for n in (3, 8, 5)]

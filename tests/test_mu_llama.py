@@ -8,18 +8,27 @@ import soundfile
 import torch
 
 from llama import CheckpointError, ModelArgs, MULLaMA, MULLaMAConfig, Transformer, format_prompt, load, read_mu_llama
-from llama.formats.mu_llama import is_trained_key
-from llama.mu_llama import from_upstream, to_upstream
+from llama.checkpoints.names import from_upstream, is_trained_key, to_upstream
 from llama.prompt import IGNORE_INDEX
+from llama.testing.releases import tiny_mu_llama, write_tiny_release
+from llama.training.stages import set_trainable, trained_names
 
 from conftest import ROOT, run_here
-from tiny import tiny_mu_llama, write_tiny_release
 
 sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 
 import inference  # noqa: E402
 
 RATE = 24000
+
+
+def logits(model, tokens, means):
+    """MU-LLaMA's logits for clips given by their MERT layer means."""
+    return model.logits(tokens, {"music": model.features("music", means)})
+
+
+def set_phase(model, phase: str) -> list[str]:
+    return set_trainable(model, trained_names(model, ("mu-llama", phase)))
 
 
 def clip(seconds, seed):
@@ -49,14 +58,14 @@ def test_7b_trainable_parameter_counts():
         with torch.device("meta"):
             llama = Transformer(ModelArgs(w_bias=finetune, w_lora=finetune))
             model = MULLaMA(llama, None, MULLaMAConfig(phase=phase))
-        model.set_phase(phase)
+        set_phase(model, phase)
         counts[phase] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert counts == {"pretrain": 608_273_434, "finetune": 41_340_928}
 
 
 def test_checkpoint_names_are_the_original_codes_and_agree_with_ownership():
     model = tiny_mu_llama(phase="finetune")
-    names = model.checkpointed_names()
+    names = set(model.checkpoint_state())
     upstream = {to_upstream(k) for k in model.state_dict()}
     bridge = {k for k in upstream if k.startswith("mu_mert_")}
     assert bridge == {"mu_mert_agg.weight", "mu_mert_agg.bias", "mu_mert_proj.weight", "mu_mert_proj.bias",
@@ -71,21 +80,21 @@ def test_zero_gates_give_the_plain_backbone():
     tokens = torch.randint(0, 32000, (2, 9))
     means = torch.randn(2, 3, 32)
     with torch.no_grad():
-        gated = model(tokens, means)
+        gated = logits(model, tokens, means)
         for layer in model.llama.layers:
             layer.attention.gate.zero_()
-        assert torch.equal(model(tokens, means), model.llama(tokens))
+        assert torch.equal(logits(model, tokens, means), model.llama(tokens))
     assert not torch.allclose(gated, model.llama(tokens), atol=1e-3)
 
 
 @pytest.mark.parametrize("phase", ["pretrain", "finetune"])
 def test_gradients_reach_exactly_the_trainable_set(phase):
     model = tiny_mu_llama(phase=phase, query_layer=2)
-    trainable = set(model.set_phase(phase))
+    trainable = set(set_phase(model, phase))
     tokens = torch.randint(0, 32000, (2, 9))
     labels = tokens.clone()
     labels[:, :4] = IGNORE_INDEX
-    model.loss(tokens, labels, torch.randn(2, 3, 32)).backward()
+    model(tokens, labels, {"music": (torch.arange(2), torch.randn(2, 3, 32))})[0].backward()
     got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     if phase == "pretrain":
         # the gate of a layer without adapter input is trainable but receives no gradient (as upstream)
@@ -104,12 +113,13 @@ def test_loss_counts_answer_tokens_only():
     tokens = torch.randint(0, 32000, (1, 8))
     labels = torch.full_like(tokens, IGNORE_INDEX)
     means = torch.randn(1, 3, 32)
+    inputs = {"music": (torch.arange(1), means)}
     with torch.no_grad():
-        assert model.loss(tokens, labels, means).item() == 0.0
+        assert model(tokens, labels, inputs) == (0.0, 0.0)
         labels[0, 5:] = tokens[0, 5:]
-        logits = model(tokens, means)[0, 4:7]
-        expected = torch.nn.functional.cross_entropy(logits, tokens[0, 5:])
-        assert torch.allclose(model.loss(tokens, labels, means), expected)
+        answer = logits(model, tokens, means)[0, 4:7]
+        expected = torch.nn.functional.cross_entropy(answer, tokens[0, 5:])
+        assert torch.allclose(model(tokens, labels, inputs)[0], expected)
 
 
 def test_released_checkpoint_layout_loads_and_matches_converted(release, tmp_path):
@@ -121,8 +131,8 @@ def test_released_checkpoint_layout_loads_and_matches_converted(release, tmp_pat
     tokens = torch.randint(0, 32000, (2, 7))
     means = torch.randn(2, 3, 32)
     with torch.no_grad():
-        expected = release["model"](tokens, means)
-        got = loaded.model(tokens, means)
+        expected = logits(release["model"], tokens, means)
+        got = logits(loaded.model, tokens, means)
     assert torch.allclose(got, expected, atol=1e-5)  # the checkpoint's norms win over the base's
 
     out = tmp_path / "mu_llama.safetensors"
@@ -130,7 +140,7 @@ def test_released_checkpoint_layout_loads_and_matches_converted(release, tmp_pat
                     str(out)], check=True, capture_output=True)
     converted = load(out, release["llama_dir"], release["mert_path"])
     with torch.no_grad():
-        assert torch.equal(converted.model(tokens, means), got)
+        assert torch.equal(logits(converted.model, tokens, means), got)
     assert out.stat().st_size < release["checkpoint"].stat().st_size / 3
 
 

@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from tiny_mumu import MUSIC_ANSWER, tiny_config, write_tiny_mumu_release
 from torch import nn
 
 import llama
 from llama.mumu_llama import AUDIO_TOKENS, MuMuLLaMA
 from llama.output_projector import OutputProjector
 from llama.pipeline import Request, gather_audio_states
+from llama.testing.releases import MUSIC_ANSWER, tiny_config, write_tiny_mumu_release
+from llama.testing.tiny import random_model, tiny_args
 from llama.testing.upstream import write_m2ugen_checkpoint
 from llama.testing.vision import write_image, write_video
 
-from conftest import ROOT, random_model, run_here, tiny_args
+from conftest import ROOT, run_here
 
 sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 

@@ -11,14 +11,15 @@ import pytest
 import soundfile
 import torch
 import torch.nn.functional as F
-from tiny_mumu import tiny_mumu
 
 from llama import Tokenizer
+from llama.data.batch import collate
 from llama.data.dataset import load_records
-from llama.data.mumu import MuMuDataset, check_records, collate_mumu
+from llama.data.mumu import MuMuDataset, check_records
 from llama.data.sources import read_source
-from llama.mumu_llama import AUDIO_TOKENS
+from llama.multimodal import AUDIO_TOKENS
 from llama.prompt import IGNORE_INDEX
+from llama.testing.releases import tiny_mumu
 from llama.testing.tiny import sentencepiece_model_file
 from llama.testing.vision import write_image
 from llama.training import TrainConfig
@@ -86,7 +87,7 @@ def test_published_configs_build_the_originals_tokens_and_labels(name, tokenizer
 @pytest.mark.parametrize("name", sorted(oracle_cases()))
 def test_the_loss_through_the_data_path_is_the_loss_on_the_originals_sequence(name, tokenizer, media):
     case = oracle_cases()[name]
-    batch = collate_mumu([built(case, tokenizer, media)], pad_id=0)
+    batch = collate([built(case, tokenizer, media)], pad_id=0)
     model = tiny_mumu(tokenizer, steps=0)
     features = {"music": torch.randn(1, 64, generator=torch.Generator().manual_seed(0))}
     targets = torch.randn(1, 8, 32, generator=torch.Generator().manual_seed(1))
@@ -104,7 +105,7 @@ def test_the_loss_through_the_data_path_is_the_loss_on_the_originals_sequence(na
 
 def test_this_projects_configs_end_answers_with_eos_and_tokenise_them_on_their_own(tokenizer, media):
     """configs/mumu-stageN.yaml (not -published) differ on purpose: the answer's own tokens and an EOS, which
-    teaches the model to stop (README); the [AUD] join stays the original's."""
+    teaches the model to stop (docs/mumu-llama.md); the [AUD] join stays the original's."""
     case = oracle_cases()["stage3_image_to_music"]
     config = TrainConfig.load(ROOT / "configs" / "mumu-stage3.yaml", {})
     assert (config.tokenization, config.answer_eos) == ("separate", True)

@@ -9,20 +9,34 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from tiny_mumu import tiny_config
 
 import llama
+from llama.checkpoints.names import to_upstream
 from llama.media import load_image
-from llama.mu_llama import answer_loss
-from llama.mumu_llama import STAGES, MuMuLLaMA, to_upstream
+from llama.multimodal import answer_loss
+from llama.mumu_llama import MuMuLLaMA
 from llama.pipeline import Request
 from llama.prompt import IGNORE_INDEX
 from llama.testing.decoders import write_tiny_musicgen
+from llama.testing.releases import tiny_config
+from llama.testing.tiny import random_model, tiny_args
+from llama.training.stages import STAGES as ALL_STAGES
+from llama.training.stages import set_trainable, trained_names
 
-from conftest import ROOT, random_model, tiny_args
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "MU-LLaMA"))
 import train  # noqa: E402
+
+STAGES = [stage for model, stage in ALL_STAGES if model == "mumu"]
+
+
+def stage_names(model, stage, train_gates=False, groups=None) -> list[str]:
+    return trained_names(model, ("mumu", stage), train_gates, groups)
+
+
+def set_stage(model, stage) -> list[str]:
+    return set_trainable(model, stage_names(model, stage))
 
 
 @pytest.fixture
@@ -46,20 +60,20 @@ def published(stage: int, name: str) -> bool:
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_each_stage_trains_what_the_original_trains(model, stage):
     names = [to_upstream(n) for n, _ in model.named_parameters()]
-    assert sorted(to_upstream(n) for n in model.trained_names(stage)) == sorted(n for n in names if published(stage, n))
-    gated = set(model.trained_names(stage, train_gates=True)) - set(model.trained_names(stage))
+    assert sorted(to_upstream(n) for n in stage_names(model, stage)) == sorted(n for n in names if published(stage, n))
+    gated = set(stage_names(model, stage, train_gates=True)) - set(stage_names(model, stage))
     assert gated == {n for n in dict(model.named_parameters()) if n.endswith(".gate")} and len(gated) == 3
-    trained = model.set_stage(stage)
+    trained = set_stage(model, stage)
     assert {n for n, p in model.named_parameters() if p.requires_grad} == set(trained)
     assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n in trained)
 
 
 def test_trained_groups_replace_the_stage_and_unknown_groups_are_named(model):
     groups = model.parameter_groups()
-    assert model.trained_names(1, groups=["projector", "prefix"]) == groups["projector"] + groups["prefix"]
-    assert set(model.trained_names(3, True, ["prefix"])) == set(groups["prefix"] + groups["gates"])
+    assert stage_names(model, 1, groups=["projector", "prefix"]) == groups["projector"] + groups["prefix"]
+    assert set(stage_names(model, 3, True, ["prefix"])) == set(groups["prefix"] + groups["gates"])
     with pytest.raises(ValueError, match=r"unknown parameter groups \['lm_head'\]"):
-        model.trained_names(1, groups=["lm_head"])
+        stage_names(model, 1, groups=["lm_head"])
 
 
 def test_audio_rows_train_through_the_tied_head_only():
@@ -97,7 +111,7 @@ def test_loss_reads_the_states_that_predict_the_audio_tokens(model):
     assert torch.allclose(mse, expected)
     assert model.loss(tokens, labels, features)[1] == 0  # no targets, no MSE
     # stage 2 aligns the decoder side: the MSE reaches the projector and the embedding, not the bridges
-    model.set_stage(2)
+    set_stage(model, 2)
     model.loss(tokens, labels, features, targets)[1].backward()
     assert model.output_projector.fc.weight.grad.abs().sum() > 0
     assert model.llama.tok_embeddings.weight.grad[aud].abs().sum() > 0
@@ -107,7 +121,8 @@ def test_loss_reads_the_states_that_predict_the_audio_tokens(model):
 def test_decoder_targets_are_cached_once_in_eval_mode(tmp_path):
     """10 x MusicGen's T5 states at 128 tokens, as the original's target, but without its dropout: a
     rerun computes nothing new and reads back exactly what was written."""
-    from llama.data.cache_features import FeatureCache, build_target_cache, caption_key
+    from llama.data.caches import FeatureCache, build_target_cache
+    from llama.data.mumu import caption_key
     from llama.decoders import load_decoder
     from llama.testing.decoders import write_tiny_musicgen
 
@@ -118,7 +133,7 @@ def test_decoder_targets_are_cached_once_in_eval_mode(tmp_path):
     cache = FeatureCache(tmp_path / "targets")
     assert len(cache) == 2
     target = cache.get(caption_key("fast drums and a bass line"))
-    assert target.shape == (128, decoder.condition_dim)
+    assert target.shape == (128, decoder.condition_size)
     # dropout on (the original's train-mode T5): the target would differ every time; the encoder is left in eval mode
     assert not torch.allclose(10 * decoder.targets(["fast drums and a bass line"], dropout=True)[0], target)
     assert not decoder.model.text_encoder.training
@@ -137,9 +152,10 @@ def test_records_in_the_original_schema_are_checked_before_training(tmp_path, se
     import soundfile
 
     from llama import Tokenizer
-    from llama.data.mumu import MUSIC_TOKENS, check_records, collate_mumu
+    from llama.data.batch import collate
+    from llama.data.mumu import MUSIC_TOKENS, check_records
     from llama.data.sources import read_source
-    from llama.mumu_llama import AUDIO_TOKENS
+    from llama.multimodal import AUDIO_TOKENS
     from llama.testing.vision import write_image
 
     soundfile.write(tmp_path / "song.wav", np.zeros(2400, dtype=np.float32), 24000)
@@ -175,9 +191,9 @@ def test_records_in_the_original_schema_are_checked_before_training(tmp_path, se
 
     items = [{"tokens": torch.tensor([1, 5, 6]), "labels": torch.tensor([-100, 5, 6]), "image": "x"},
              {"tokens": torch.tensor([1, 7]), "labels": torch.tensor([-100, 7]), "caption": "calm"}]
-    batch = collate_mumu(items)
+    batch = collate(items)
     assert batch["tokens"].tolist() == [[1, 5, 6], [1, 7, 0]] and batch["labels"][1, 2] == IGNORE_INDEX
-    assert batch["image"] == ["x", None] and batch["captions"] == [None, "calm"]
+    assert batch["image"] == ["x", None] and batch["caption"] == [None, "calm"]
 
 
 # --- the engine: train.py with `model: mumu` -------------------------------------------------------
@@ -359,7 +375,8 @@ def test_two_fsdp_processes_follow_one_process(mumu_setup, tmp_path):
 def test_cached_features_give_the_loss_of_encoding_on_the_fly(mumu_setup, capsys, tmp_path):
     """cache_features.py over the same records (MERT, ViT, ViViT, and the targets): the first batch's loss
     from the caches equals the one from the encoders and decoder run in the step."""
-    from llama.data.cache_features import main as cache_main
+    sys.path.insert(0, str(ROOT / "MU-LLaMA" / "data"))
+    from cache_features import main as cache_main
 
     data = str(mumu_setup / "media" / "stage3.json")
     stage1 = str(mumu_setup / "media" / "stage1.json")
@@ -413,7 +430,7 @@ def test_audioldm2_target_is_what_its_embedding_path_reads(tmp_path):
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_published_configs_dry_run_on_the_originals_files(mumu_setup, stage, capsys, tmp_path, monkeypatch):
-    """The README's comparison command: train.py --dry_run with configs/mumu-stageN-published.yaml over data
+    """docs/mumu-llama.md's comparison command: train.py --dry_run with configs/mumu-stageN-published.yaml over data
     files in the original's formats, laid out where the config names them, the tiny model's folders given
     by --set: the first batch's CE and MSE and the kind of each source."""
     import shutil
@@ -456,7 +473,7 @@ def test_published_configs_dry_run_on_the_originals_files(mumu_setup, stage, cap
                 "precision=fp32", *(f"{k}={mumu_setup / v}" for k, v in tiny.items()), "query_layer=1",
                 "lora_rank=4", "projector_width=16", "projector_layers=1", "num_workers=0"])
     report = json.loads(capsys.readouterr().out)
-    with capsys.disabled():  # shown with pytest -s (README, Training MuMu-LLaMA)
+    with capsys.disabled():  # shown with pytest -s (docs/mumu-llama.md, Training MuMu-LLaMA)
         print(f"\nstage {stage}:", json.dumps({k: report[k] for k in ("first_batch", "data")}))
     kinds = {1: ["mucaps", "coco", "muvideo"], 2: ["mucaps_decoder"],
              3: ["musicqa", "alpaca", "any_to_music", "any_to_music", "any_to_music"]}[stage]

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import soundfile
 
+from llama.musicqa.annotate import annotate
+from llama.musicqa.prompts import FIXED_QUESTIONS, parse_answer, parse_fixed, parse_open, parse_question
+from llama.musicqa.sources import mtg_clips, mtt_clips, musiccaps_clips
+
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "MusicQA"))
-
-from annotate import FIXED_QUESTIONS, annotate, parse_answer, parse_fixed, parse_open, parse_question  # noqa: E402
-from sources import mtg_clips, mtt_clips, musiccaps_clips  # noqa: E402
 
 CAPTIONS = ['A rock song, with "distorted" guitars,\nand loud drums.', "Une chanson française — café, piano doux.",
             "No audio for this one.", "A calm flute melody over strings."]
@@ -148,9 +147,9 @@ def test_retries_are_bounded_and_failures_recorded(sources, tmp_path):
 
 DRIVER = textwrap.dedent("""
     import sys
-    sys.path[:0] = [{musicqa!r}, {tests!r}]
-    from annotate import annotate
-    from sources import musiccaps_clips, Clip
+    sys.path[:0] = [{tests!r}]
+    from llama.musicqa.annotate import annotate
+    from llama.musicqa.sources import musiccaps_clips, Clip
     from test_musicqa import ScriptedLLM
     clips = [Clip(f"c{{i}}", musiccaps_clips({folder!r})[0].audio, f"clip {{i}}", "caption") for i in range(12)]
     annotate(clips, ScriptedLLM({{}}, delay=0.1), {output!r}, batch_size=1)
@@ -159,7 +158,7 @@ DRIVER = textwrap.dedent("""
 
 def test_a_killed_run_resumes_with_every_clip_once(sources, tmp_path):
     output = tmp_path / "out.jsonl"
-    driver = DRIVER.format(musicqa=str(ROOT / "MusicQA"), tests=str(ROOT / "tests"), folder=str(sources["musiccaps"]),
+    driver = DRIVER.format(tests=str(ROOT / "tests"), folder=str(sources["musiccaps"]),
                            output=str(output))
     process = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while (not output.exists() or output.read_text().count("\n") < 3) and process.poll() is None:
@@ -222,7 +221,7 @@ def test_llama_chat_llm_decodes_as_transformers_with_continuous_batching(smollm2
     import torch
     from transformers import AutoModelForCausalLM
 
-    from annotate import ChatLLM
+    from llama.musicqa.annotate import ChatLLM
 
     llm = ChatLLM(str(smollm2_dir), max_new_tokens=12, decode_batch=2)
     assert llm.llama is not None

@@ -1,5 +1,5 @@
 """The distribution holds every package of the source tree: a wheel built offline from the packaging files and
-the two source folders has every module, and installed (not editable) it imports llama.training and
+the package folder has every module, and installed (not editable) it imports llama.training and
 llama.decoders from itself."""
 
 import os
@@ -11,7 +11,7 @@ import zipfile
 from conftest import ROOT
 
 # source folder -> the package it is installed as (setup.py)
-SOURCES = {ROOT / "MU-LLaMA" / "llama": "llama", ROOT / "MU-LLaMA" / "data": "llama/data"}
+SOURCES = {ROOT / "MU-LLaMA" / "llama": "llama"}
 
 
 def source_modules() -> set[str]:
@@ -32,13 +32,13 @@ def test_wheel_holds_every_package_and_installs_without_the_source_tree(tmp_path
                     str(source)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "wheel").glob("mu_llama-*.whl")
     modules = source_modules()
-    assert {"llama/training/engine.py", "llama/decoders/notes.py", "llama/data/synthetic.py"} <= modules
+    assert {"llama/training/loop.py", "llama/decoders/notes.py", "llama/data/synthetic.py"} <= modules
     assert modules <= set(zipfile.ZipFile(wheel).namelist())
 
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True,
                    capture_output=True)
-    code = "import llama.training, llama.decoders, llama.data.synthetic; print(llama.training.__file__)"
+    code = "import llama.training, llama.decoders, llama.data.caches; print(llama.training.__file__)"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(site)})
     assert done.returncode == 0, done.stderr[-2000:]

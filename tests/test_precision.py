@@ -7,8 +7,7 @@ from test_generation import ByteTokenizer
 from llama import generate
 from llama import precision as precision_module
 from llama.precision import auto_dtype, quantize_int8
-
-from conftest import random_model, tiny_args
+from llama.testing.tiny import random_model, tiny_args
 
 
 def test_auto_dtype_is_bf16_on_gpus_and_on_cpus_with_bf16_units(monkeypatch):
@@ -39,9 +38,9 @@ def adapted_model(rows: int, length: int, tied: bool = False):
 
 
 def test_bf16_logits_stay_within_the_documented_tolerance():
-    """What bf16 promises (README, Throughput): logits within 0.2 logit standard deviations of float32's (measured
-    0.11-0.15 on SmolLM2 and the demo model), so greedy answers agree until a near-tie; a batch decodes every
-    prompt to its full length with adapters as in float32."""
+    """What bf16 promises (docs/performance.md, Precision): logits within 0.2 logit standard deviations of
+    float32's (measured 0.11-0.15 on SmolLM2 and the demo model), so greedy answers agree until a near-tie; a
+    batch decodes every prompt to its full length with adapters as in float32."""
     model, tokens, adapter, reference = adapted_model(3, 16)
     with torch.no_grad():
         low = model.to(torch.bfloat16)(tokens, adapters={2: adapter[2].bfloat16()})

@@ -14,12 +14,9 @@ import torch
 
 import llama
 from llama import CheckpointError, load, load_audio, load_llama, load_mert, read_mu_llama
-from llama.build import build_llama
-from llama.formats.mu_llama import is_trained_key
-from llama.testing.upstream import write_upstream_checkpoint
-
-from conftest import ROOT, run_here
-from layouts import (
+from llama.checkpoints.names import is_trained_key
+from llama.loading import build_llama
+from llama.testing.layouts import (
     LLAMA1_PARAMS,
     LLAMA2_PARAMS,
     lfs_pointer,
@@ -30,12 +27,15 @@ from layouts import (
     write_hf_cache,
     write_meta,
 )
-from tiny import (
+from llama.testing.releases import (
     tiny_params,
     write_llama_adapter_checkpoint,
-    write_m2ugen_checkpoint,
+    write_m2ugen_fragment,
     write_tiny_release,
 )
+from llama.testing.upstream import write_upstream_checkpoint
+
+from conftest import ROOT, run_here
 
 TOKENS = torch.randint(0, 32000, (2, 9), generator=torch.Generator().manual_seed(0))
 HUB_LLAMA, HUB_MERT = "meta-llama/Llama-2-7b-hf", "m-a-p/MERT-v1-330M"
@@ -211,7 +211,7 @@ def test_mert_from_bin_folder_hf_cache_and_hub_id(tmp_path, monkeypatch):
 
 
 def test_wrong_checkpoint_kinds_name_what_to_pass(tmp_path, files):
-    write_m2ugen_checkpoint(tmp_path / "m2ugen.pth")
+    write_m2ugen_fragment(tmp_path / "m2ugen.pth")
     write_llama_adapter_checkpoint(tmp_path / "7B.pth")
     # llama.load takes an M2UGen file as MuMu-LLaMA (tests/test_mumu.py); MU-LLaMA's own reader refuses it
     with pytest.raises(CheckpointError, match=r"M2UGen / MuMu-LLaMA checkpoint.*mu-llama/MU-LLaMA"):
@@ -274,14 +274,19 @@ RELEASE_LAYOUTS = {"download.sh, --llama_type llama-2-7b": ("download", "llama-2
                    "HF cache folder": ("hub/models--meta-llama--Llama-2-7b-hf", "7B")}
 
 
+def music_logits(pipeline, tokens, encoded):
+    network = pipeline.model
+    return network.logits(tokens, {"music": network.features("music", encoded)})
+
+
 @pytest.mark.parametrize("layout", RELEASE_LAYOUTS)
 def test_mu_llama_loads_over_every_layout(release, release_layouts, layout, capsys):
     path, llama_type = RELEASE_LAYOUTS[layout]
     tokens, means = TOKENS[:, :7], torch.randn(2, 3, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = load(release["checkpoint"], release["llama_dir"], release["mert_path"]).model(tokens, means)
+        expected = music_logits(load(release["checkpoint"], release["llama_dir"], release["mert_path"]), tokens, means)
         model = load(release["checkpoint"], release_layouts / path, release["mert_path"], llama_type=llama_type)
-        assert torch.equal(model.model(tokens, means), expected)
+        assert torch.equal(music_logits(model, tokens, means), expected)
     assert "base LLaMA" not in capsys.readouterr().err  # every layout holds the checkpoint's own base
 
 
@@ -335,13 +340,13 @@ def test_embedded_base_that_differs_is_used_as_the_original_did(release, tmp_pat
     means = torch.randn(2, 3, 32, generator=torch.Generator().manual_seed(0))
     tokens = TOKENS[:, :7]
     with torch.no_grad():
-        original = load(root / "checkpoint.pth", root / "LLaMA", release["mert_path"]).model(tokens, means)
+        original = music_logits(load(root / "checkpoint.pth", root / "LLaMA", release["mert_path"]), tokens, means)
         line = capsys.readouterr().err
         kept = load(root / "checkpoint.pth", root / "LLaMA", release["mert_path"], base_weights="llama_dir")
-        kept = kept.model(tokens, means)
+        kept = music_logits(kept, tokens, means)
         line_kept = capsys.readouterr().err
         # the original's answers: what the same checkpoint gives over a llama_dir holding its own base
-        same_base = load(release["checkpoint"], release["llama_dir"], release["mert_path"]).model(tokens, means)
+        same_base = music_logits(load(release["checkpoint"], release["llama_dir"], release["mert_path"]), tokens, means)
     assert torch.allclose(original, same_base, atol=1e-5)
     assert (kept - original).abs().max() > 0.1
     assert "using " + str(root / "checkpoint.pth") in line and "--base_weights llama_dir" in line

@@ -36,14 +36,14 @@ def outputs(model, clips) -> dict:
     """Greedy answers to every (clip, question) pair, and the top-8 next-token logits after each prompt."""
     pairs = [(c, q) for c in clips for q in QUESTIONS]
     answers = model.answer([c for c, _ in pairs], [q for _, q in pairs], max_new_tokens=16)
-    means = model.model.encode_audio(clips)
+    features = model.encode("music", clips)
     rows = []
     with torch.inference_mode():
-        for i, clip_means in enumerate(means):
+        for i, clip_features in enumerate(features):
             for q in QUESTIONS:
                 tokens = torch.tensor([model.tokenizer.encode(format_prompt(q, model.template),
                                                               bos=True)])
-                logits = model.model(tokens, clip_means[None])[0, -1]
+                logits = model.model.logits(tokens, {"music": clip_features[None]})[0, -1]
                 top = logits.topk(8)
                 rows.append({"clip": i, "question": q, "top_ids": top.indices.tolist(),
                              "top_logits": top.values.tolist(), "mean_logit": logits.double().mean().item()})
@@ -51,9 +51,8 @@ def outputs(model, clips) -> dict:
 
 
 def tiny_release_model(root: Path):
+    from llama.testing.releases import write_tiny_release
     from llama.testing.tiny import sentencepiece_model_file
-
-    from tiny import write_tiny_release
     release = write_tiny_release(root, sentencepiece_model_file())
     return llama.load(release["checkpoint"], release["llama_dir"], release["mert_path"])
 

@@ -123,7 +123,7 @@ def test_a_trained_checkpoint_starts_a_run_by_one_rule(setup, tmp_path, capsys):
     pretraining) takes the checkpoint's bridge, prefix and gates and says in one line what it left out; "all"
     takes every trained tensor, to continue the model the checkpoint holds."""
     from llama import read_mu_llama
-    from llama.training.engine import build_run
+    from llama.training.loop import build_run
 
     run(setup, tmp_path / "fine", "--set", "phase=finetune", "warmup_epochs=0", "max_steps=1")
     trained = read_mu_llama(tmp_path / "fine" / "checkpoint.safetensors")[0]

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import ViTConfig, ViTImageProcessorPil, ViTModel, VivitConfig, VivitImageProcessor, VivitModel
 
 from llama import CheckpointError
+from llama.encoders.base import EncoderInputError
 from llama.encoders.vit import ViT, encoder_state, load_vit
 from llama.encoders.vivit import ViViT, load_vivit
 from llama.media import MediaError, load_image, load_video
@@ -199,10 +200,10 @@ def test_unusable_videos_name_the_file_and_the_fix(tmp_path):
 
 def test_encoders_refuse_wrong_inputs_and_folders(vit_folder, vivit_folder, tmp_path):
     vivit = load_vivit(vivit_folder)
-    with pytest.raises(MediaError, match="video 0 has 16 frames; this ViViT takes exactly 32"):
+    with pytest.raises(EncoderInputError, match="video 0 has 16 frames; this ViViT takes exactly 32"):
         vivit.features([np.zeros((16, 24, 40, 3), np.uint8)])
     vit = load_vit(vit_folder)
-    with pytest.raises(MediaError, match="expected float pixels"):
+    with pytest.raises(EncoderInputError, match="expected float pixels"):
         vit.features([np.zeros((24, 40, 3), np.uint8)])
     with pytest.raises(MediaError, match="divide 8-bit pixels by 255"):
         vit.features([np.full((3, 24, 40), 200.0, np.float32)])

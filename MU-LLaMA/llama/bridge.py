@@ -4,8 +4,7 @@ and video bridges have the same shape).
 Per input, the encoder's per-layer summaries [L, H] are mixed by a 1x1 convolution over layers,
 L2-normalised, projected to the LLaMA width and refined by three residual RMSNorm-SwiGLU blocks:
 one vector [dim]. The original code keeps each bridge as flat attributes of the model
-(`mu_mert_agg`, `mu_mert_norm_1`, `mu_mert_f1_1`, ...); `upstream_names` and `rename` translate
-between those names and this module's, so the released checkpoints load and ours keep their format.
+(`mu_mert_agg`, `mu_mert_norm_1`, `mu_mert_f1_1`, ...): checkpoints/names.py translates.
 """
 
 import torch
@@ -46,25 +45,3 @@ class Bridge(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x
-
-
-def upstream_names(attribute: str, prefix: str) -> dict[str, str]:
-    """{module path in the model: the original's attribute} for one bridge: `music_bridge.blocks.0.f1`
-    -> `mu_mert_f1_1` (blocks numbered from 1), `music_bridge.agg` -> `mu_mert_agg`."""
-    names = {f"{attribute}.agg": f"{prefix}_agg", f"{attribute}.proj": f"{prefix}_proj"}
-    for i in range(BLOCKS):
-        for part in ("norm", "f1", "f2", "f3"):
-            names[f"{attribute}.blocks.{i}.{part}"] = f"{prefix}_{part}_{i + 1}"
-    return names
-
-
-def rename(key: str, names: dict[str, str]) -> str:
-    """`key` with its module path (all but the last name) looked up in `names`; unlisted keys unchanged."""
-    owner, _, leaf = key.rpartition(".")
-    return f"{names[owner]}.{leaf}" if owner in names else key
-
-
-def name_tables(bridges) -> tuple[dict[str, str], dict[str, str]]:
-    """({module path: the original's name}, the reverse) for every (attribute, prefix) bridge of a model."""
-    to_upstream = {k: v for attribute, prefix in bridges for k, v in upstream_names(attribute, prefix).items()}
-    return to_upstream, {v: k for k, v in to_upstream.items()}

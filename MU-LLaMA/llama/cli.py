@@ -9,19 +9,22 @@ the traceback too.
 import argparse
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 import transformers
 
 from .audio import AudioError
-from .build import BASE_WEIGHTS, load, load_mumu
-from .decoders.musicgen import MusicDecoderError
+from .checkpoints import Checkpoint, read_checkpoint
+from .decoders.base import MusicDecoderError
+from .encoders.base import EncoderInputError
 from .files import CheckpointError
-from .formats.mumu import is_mumu_checkpoint
+from .loading import BASE_WEIGHTS, load
 from .media import MediaError
 from .model import Transformer
-from .pipeline import STOP_RULES, MuMuPipeline, Pipeline
+from .paths import ROOT
+from .pipeline import STOP_RULES, Pipeline
 from .precision import auto_dtype, quantize_int8
 
 
@@ -30,7 +33,7 @@ class UsageError(ValueError):
 
 
 # Errors that come from what the user gave: their message is the whole story.
-USER_ERRORS = (CheckpointError, AudioError, MediaError, MusicDecoderError, UsageError, OSError)
+USER_ERRORS = (CheckpointError, AudioError, MediaError, MusicDecoderError, EncoderInputError, UsageError, OSError)
 
 
 def run_main(main, argv=None):
@@ -76,7 +79,6 @@ def check_device(device: str) -> None:
                               f"(torch {torch.__version__}); run with --device cpu")
 
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository
 # The released model's files, where the upstream instructions put them.
 UPSTREAM_PATHS = {"model": "./ckpts/checkpoint.pth", "llama_dir": "./ckpts/LLaMA",
                   "mert_path": "./ckpts/MERT-v1-330M"}
@@ -89,7 +91,7 @@ DEMO_MUMU_PATHS = {"model": str(ROOT / "demo" / "mumu" / "checkpoint.safetensors
                    "music_decoder_path": str(ROOT / "demo" / "mumu" / "notes")}
 
 
-# Said in the --batch_size help of every batch script: what batching keeps, by dtype (README, Throughput).
+# Said in the --batch_size help of every batch script: what batching keeps, by dtype (docs/performance.md).
 BATCH_DTYPE_NOTE = ("; in float32 each answer is the one it gets alone; in bf16 (--dtype auto on GPUs and on CPUs "
                     "with bf16 units) a near-tie may go another way in a batch: --dtype float32 for records that must "
                     "not depend on the batch size")
@@ -120,10 +122,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
     run.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto",
                      help="LLaMA and bridge dtype; auto = bfloat16 on GPU and on CPUs with bf16 matrix units (AMX, "
                      "AVX512-BF16; MU_LLAMA_CPU_BF16=0 or 1 overrides what the CPU reports), else float32 (MERT "
-                     "stays float32). In a batch, bf16 answers may differ from answers alone (README, Throughput)")
+                     "stays float32). In a batch, bf16 answers may differ from answers alone (docs/performance.md)")
     run.add_argument("--quantize", choices=["none", "int8"], default="none",
                      help="int8: LLaMA's projections in int8 weight-only (torchao): a 7B model in ~7 GB, for 16 GB "
-                     "GPUs or CPU memory; slower on CPUs here, and answers drift (README, Throughput)")
+                     "GPUs or CPU memory; slower on CPUs here, and answers drift (docs/performance.md)")
     run.add_argument("--audio_mode", choices=["full", "upstream"], default="full",
                      help="full: encode the whole clip in 60 s windows; upstream: only its first 60 s")
     add_debug_argument(run)
@@ -134,7 +136,7 @@ def resolve_model_paths(args) -> None:
     otherwise each unset one takes the upstream default."""
     if all(getattr(args, k) is None for k in UPSTREAM_PATHS):
         print("no --model/--llama_dir/--mert_path given: using the small demo model in demo/ (synthetic music only; "
-              "README 'The demo model')", file=sys.stderr)
+              "docs/demo-models.md)", file=sys.stderr)
         vars(args).update(DEMO_PATHS)
     for key, default in UPSTREAM_PATHS.items():
         if getattr(args, key) is None:
@@ -185,11 +187,23 @@ MUMU_FLAGS = ("vit_path", "vivit_path", "music_decoder", "music_decoder_path", "
               "video_file", "music_seconds", "music_temperature", "music_conditioning")
 
 
+def read_model(path: str) -> Checkpoint:
+    """--model, read once per run: its kind decides which model the script runs, and loading takes that read."""
+    file = Path(path)
+    stat = file.stat() if file.is_file() else None  # a changed file is read again
+    return _read_model(path, stat and (stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=1)
+def _read_model(path: str, version) -> Checkpoint:
+    return read_checkpoint(path)
+
+
 def wants_mumu(args) -> bool:
     """Whether the run is MuMu-LLaMA's: a MuMu checkpoint given, or any M2UGen-only flag."""
     if any(getattr(args, k, None) is not None for k in MUMU_FLAGS):
         return True
-    return args.model is not None and is_mumu_checkpoint(args.model)
+    return args.model is not None and read_model(args.model).kind == "mumu_llama"
 
 
 def _dtype(args) -> torch.dtype:
@@ -212,7 +226,7 @@ def resolve_mumu_paths(args) -> None:
     flags = ("model", "llama_dir", "mert_path", "vit_path", "vivit_path", "music_decoder_path")
     if all(getattr(args, k, None) is None for k in flags):
         print("no --model/--llama_dir/--mert_path/--music_decoder_path given: using the small demo MuMu-LLaMA in "
-              "demo/mumu (synthetic music only; README 'The demo MuMu-LLaMA')", file=sys.stderr)
+              "demo/mumu (synthetic music only; docs/demo-models.md)", file=sys.stderr)
         vars(args).update(DEMO_MUMU_PATHS)
         if getattr(args, "music_conditioning", None) is None:
             args.music_conditioning = "projector"
@@ -220,14 +234,15 @@ def resolve_mumu_paths(args) -> None:
         args.music_conditioning = "text"
 
 
-def load_mumu_model(args) -> MuMuPipeline:
+def load_mumu_model(args) -> Pipeline:
     check_device(args.device)
     resolve_mumu_paths(args)
     args.model = args.model or UPSTREAM_PATHS["model"]
     args.llama_dir = args.llama_dir or UPSTREAM_PATHS["llama_dir"]
     if args.audio_file and not args.mert_path:
         args.mert_path = UPSTREAM_PATHS["mert_path"]
-    if not is_mumu_checkpoint(args.model):
+    checkpoint = read_model(args.model)
+    if checkpoint.kind != "mumu_llama":
         raise UsageError(f"{args.model} is not a MuMu-LLaMA (M2UGen) checkpoint, but M2UGen flags were given; "
                          "MU-LLaMA takes --audio_path and --question")
     encoders = (("--image_file", args.image_file, "--vit_path", args.vit_path, "vit-base-patch16-224-in21k"),
@@ -241,9 +256,10 @@ def load_mumu_model(args) -> MuMuPipeline:
     # bars are not the user's business; errors still show
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    pipeline = load_mumu(args.model, args.llama_dir, args.mert_path, args.vit_path, args.vivit_path,
-                         args.music_decoder_path, llama_type=args.llama_type, device=args.device, dtype=_dtype(args),
-                         stop_rules=args.stop_rules, audio_mode=args.audio_mode, music_decoder=args.music_decoder)
+    pipeline = load(checkpoint, args.llama_dir, args.mert_path, args.vit_path, args.vivit_path, args.music_decoder_path,
+                    llama_type=args.llama_type, device=args.device, dtype=_dtype(args), stop_rules=args.stop_rules,
+                    audio_mode=args.audio_mode, music_decoder=args.music_decoder)
+    _read_model.cache_clear()  # the model holds what it keeps of the file
     if args.music_temperature is not None and pipeline.model.config.music_decoder == "audioldm2":
         raise UsageError("--music_temperature is MusicGen's; AudioLDM2 samples by diffusion (use --seed)")
     quantize(args, pipeline.model.llama)
@@ -253,10 +269,12 @@ def load_mumu_model(args) -> MuMuPipeline:
 def load_model(args) -> Pipeline:
     check_device(args.device)
     resolve_model_paths(args)
-    if is_mumu_checkpoint(args.model):  # checked first: these scripts ask MU-LLaMA's questions about clips only
+    checkpoint = read_model(args.model)
+    if checkpoint.kind == "mumu_llama":  # checked first: these scripts ask MU-LLaMA's questions about clips only
         raise UsageError(f"{args.model} is a MuMu-LLaMA (M2UGen) checkpoint: run it with MU-LLaMA/inference.py "
                          "(--prompt, --audio_file, --image_file, --video_file); this script takes MU-LLaMA checkpoints")
-    pipeline = load(args.model, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
+    pipeline = load(checkpoint, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
                     dtype=_dtype(args), audio_mode=args.audio_mode, base_weights=args.base_weights)
+    _read_model.cache_clear()
     quantize(args, pipeline.model.llama)
     return pipeline

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .model import KVCache, SlotCache, Transformer
+from .kv_cache import KVCache, SlotCache
+from .model import Transformer
 from .tokenizer import Tokenizer
 
 REFILL_FRACTION = 4  # free rows take new prompts once a quarter of the rows are free (see generate)

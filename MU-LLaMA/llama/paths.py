@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .files import CheckpointError, check_file
 
+ROOT = Path(__file__).resolve().parents[2]  # the repository (demo/, ckpts/), for a source checkout
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".json", ".chk", ".model")
 

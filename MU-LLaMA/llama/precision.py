@@ -31,7 +31,7 @@ BF16_UNITS_VARIABLE = "MU_LLAMA_CPU_BF16"
 
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX or AVX512-BF16): without
-    them, bf16 weights decode slower than float32 (README, Throughput). $MU_LLAMA_CPU_BF16 (0 or 1)
+    them, bf16 weights decode slower than float32 (docs/performance.md, Precision). $MU_LLAMA_CPU_BF16 (0 or 1)
     overrides what the CPU reports."""
     forced = os.environ.get(BF16_UNITS_VARIABLE)
     if forced is not None:

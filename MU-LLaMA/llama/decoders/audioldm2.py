@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .musicgen import MusicDecoderError, read_folder_json
+from .base import MusicDecoderError, read_folder_json
 
 
 def generator(seed: int | None) -> torch.Generator | None:

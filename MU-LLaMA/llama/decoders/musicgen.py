@@ -5,36 +5,19 @@ decodes the LLM's answer and lets MusicGen's own T5 read it) or by states in T5 
 path: the output projector's [B, 128, 768] output / 10 stands in for T5's encoding of a caption).
 """
 
-import json
 import math
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from .base import MusicDecoderError, read_folder_json
 
 TEXT_TOKENS = 128  # the original pads or cuts every caption to 128 T5 tokens, for generation and training
 # Tokens per second of audio the original asks for (max_new_tokens = int(256 / 5 * seconds)). EnCodec
 # makes 50 frames per second, so the audio runs ~2% longer than asked; kept so that the same request
 # produces the same tokens as the released code.
 FRAME_RATE = 256 / 5
-
-
-class MusicDecoderError(ValueError):
-    """A music decoder folder or request that cannot be used, with a message a user can act on."""
-
-
-def read_folder_json(path: Path, name: str, what: str) -> dict:
-    """The JSON file `name` of a model folder, or MusicDecoderError saying what the folder should be."""
-    file = Path(path) / name
-    if not Path(path).is_dir():
-        raise MusicDecoderError(f"{path} is no folder: expected {what}")
-    if not file.is_file():
-        raise MusicDecoderError(f"{path} holds no {name}: expected {what}")
-    try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as error:
-        raise MusicDecoderError(f"{file} is not valid JSON ({error}); expected {what}") from None
 
 
 @contextmanager
@@ -95,7 +78,7 @@ class MusicGenDecoder:
         return self.model.config.decoder.max_position_embeddings / FRAME_RATE
 
     @property
-    def condition_dim(self) -> int:
+    def condition_size(self) -> int:
         return self.model.config.text_encoder.hidden_size
 
     @property
@@ -120,7 +103,7 @@ class MusicGenDecoder:
 
     @torch.no_grad()
     def text_states(self, texts: list[str], dropout: bool = False) -> torch.Tensor:
-        """T5's last hidden states [B, 128, condition_dim] of `texts` padded or cut to 128 tokens, padded
+        """T5's last hidden states [B, 128, condition_size] of `texts` padded or cut to 128 tokens, padded
         positions included (the original's decoder-alignment target, before its x10). In eval mode, or
         with `dropout` in train mode, as the original computed them (each call then draws new noise)."""
         encoder = self.model.text_encoder
@@ -141,11 +124,11 @@ class MusicGenDecoder:
 
     def from_embeddings(self, embeds, seconds: float, temperature: float | None = None, seed: int | None = None,
                         guidance_scale: float = 1.0) -> list[np.ndarray]:
-        """One waveform per row of `embeds` [B, Q, condition_dim], used as T5's output with every position
+        """One waveform per row of `embeds` [B, Q, condition_size], used as T5's output with every position
         attended, as the original's embedding path did (at guidance 1)."""
         embeds = torch.as_tensor(embeds).to(self.device, self.model.dtype)
-        if embeds.ndim != 3 or embeds.shape[-1] != self.condition_dim:
-            raise MusicDecoderError(f"embeddings must be shaped [batch, tokens, {self.condition_dim}] "
+        if embeds.ndim != 3 or embeds.shape[-1] != self.condition_size:
+            raise MusicDecoderError(f"embeddings must be shaped [batch, tokens, {self.condition_size}] "
                                     f"(T5 space), got {tuple(embeds.shape)}")
         if guidance_scale <= 1:
             return self._generate(seconds, temperature, seed, encoder_outputs=(embeds,), guidance_scale=guidance_scale)

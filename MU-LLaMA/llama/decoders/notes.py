@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .musicgen import MusicDecoderError, read_folder_json
+from .base import MusicDecoderError, read_folder_json
 
 MODEL_TYPE = "note-events"
 SCALE = 0.1  # conditioning = SCALE x layer-normalised word mean
@@ -88,7 +88,7 @@ class NoteEventDecoder:
         return 1
 
     @property
-    def condition_dim(self) -> int:
+    def condition_size(self) -> int:
         return self.model.words.embedding_dim
 
     def check_seconds(self, seconds: float) -> float:
@@ -110,8 +110,8 @@ class NoteEventDecoder:
         """The attributes each row of `embeds` [B, Q, width] asks for: the most likely class of each
         (temperature None or 0), or classes drawn at `temperature`, seeded."""
         embeds = torch.as_tensor(embeds).float().cpu()
-        if embeds.ndim != 3 or embeds.shape[-1] != self.condition_dim:
-            raise MusicDecoderError(f"embeddings must be shaped [batch, tokens, {self.condition_dim}], "
+        if embeds.ndim != 3 or embeds.shape[-1] != self.condition_size:
+            raise MusicDecoderError(f"embeddings must be shaped [batch, tokens, {self.condition_size}], "
                                     f"got {tuple(embeds.shape)}")
         generator = torch.Generator().manual_seed(seed if seed is not None else random.randrange(2**31))
         chosen = [{} for _ in range(len(embeds))]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..audio import AudioError
+from .base import AudioInputError
 
 if TYPE_CHECKING:  # transformers takes seconds to import: only building a MERT imports it
     from transformers import HubertConfig
@@ -79,6 +79,15 @@ class MERT(torch.nn.Module):
     def hidden_size(self) -> int:
         return self.model.config.hidden_size
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(layers, hidden size) of what `encode` gives per clip (encoders/base.py)."""
+        return self.num_layers, self.hidden_size
+
+    def encode(self, clips: list, mode: str = "full") -> torch.Tensor:
+        """`layer_means` of the clips, encoded whole (mode "full") or their first 60 s ("upstream")."""
+        return self.layer_means(clips, mode=mode)
+
     def hidden_states(self, waves: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """All L + 1 hidden states [B, T', hidden] of equal-length windows [B, T]."""
         if self.do_normalize:  # as Wav2Vec2FeatureExtractor: zero mean, unit variance per input
@@ -121,7 +130,7 @@ class MERT(torch.nn.Module):
         waves = [torch.as_tensor(np.asarray(c, dtype=np.float32)) for c in clips]
         for i, w in enumerate(waves):
             if w.ndim != 1 or w.numel() == 0:
-                raise AudioError(f"clip {i}: expected a non-empty mono waveform, got shape {tuple(w.shape)}")
+                raise AudioInputError(f"clip {i}: expected a non-empty mono waveform, got shape {tuple(w.shape)}")
             if w.numel() < self.min_samples:
                 waves[i] = torch.nn.functional.pad(w, (0, self.min_samples - w.numel()))
         windows = self.windows([w.numel() for w in waves], window_s, mode)

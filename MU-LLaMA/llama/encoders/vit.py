@@ -17,8 +17,8 @@ import torch
 from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
 
 from ..files import CheckpointError, read_json, safetensors_load, torch_load
-from ..media import MediaError
 from ..paths import resolve
+from .base import MediaInputError
 
 # transformers 4 names (every hub checkpoint, the original's checkpoint.pth) -> transformers 5 names, in order.
 _RENAMES = [("encoder.layer.", "layers."), ("attention.attention.query", "attention.q_proj"),
@@ -76,42 +76,70 @@ def load_encoder_weights(model: torch.nn.Module, state: dict, folder: Path) -> N
     model.load_state_dict(state, strict=True, assign=True)
 
 
-class ViT(torch.nn.Module):
-    """A frozen ViT. `features(images)` -> [B, tokens, width] last hidden states."""
+class VisionEncoder(torch.nn.Module):
+    """A frozen transformers vision model and its processor (ViT, ViViT): `features(inputs)` -> [B, tokens,
+    width], the last hidden states, fp32 on the CPU. A subclass says how many tokens it gives, which
+    inputs it takes (`check`) and how its processor turns a chunk of them into pixel values (`pixels`)."""
+
+    batch_size = 16
+
+    def __init__(self, model, processor):
+        super().__init__()
+        self.model = model
+        self.processor = processor
+
+    @property
+    def tokens(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def width(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(tokens, width) of what `encode` gives per input (encoders/base.py)."""
+        return self.tokens, self.width
+
+    def encode(self, inputs: list, mode=None) -> torch.Tensor:
+        """`features` of the inputs (`mode` is music's)."""
+        return self.features(inputs)
+
+    @torch.no_grad()
+    def features(self, inputs: list, batch_size: int | None = None) -> torch.Tensor:
+        for i, x in enumerate(inputs):
+            self.check(i, np.asarray(x))
+        param = next(self.model.parameters())
+        step = batch_size or self.batch_size
+        out = []
+        for i in range(0, len(inputs), step):
+            pixels = self.pixels(list(inputs[i:i + step])).to(param.device, param.dtype)
+            out.append(self.model(pixel_values=pixels).last_hidden_state.float().cpu())
+        return torch.cat(out)
+
+
+class ViT(VisionEncoder):
+    """A frozen ViT, taking images as `load_image` gives them: float [3, H, W] in [0, 1], of any sizes."""
 
     def __init__(self, config: ViTConfig, processor: ViTImageProcessorPil):
-        super().__init__()
-        self.model = ViTModel(config, add_pooling_layer=False)
-        self.processor = processor
+        super().__init__(ViTModel(config, add_pooling_layer=False), processor)
 
     @property
     def tokens(self) -> int:
         """Patches plus the class token: 197 for ViT-B/16 at 224."""
         return (self.model.config.image_size // self.model.config.patch_size) ** 2 + 1
 
-    @property
-    def width(self) -> int:
-        return self.model.config.hidden_size
+    def check(self, i: int, a: np.ndarray) -> None:
+        if a.ndim != 3 or a.shape[0] != 3 or not np.issubdtype(a.dtype, np.floating):
+            raise MediaInputError(f"image {i}: expected float pixels [3, H, W] in [0, 1] (what load_image gives), "
+                                  f"got {a.dtype} {list(a.shape)}")
+        if a.min() < 0 or a.max() > 1:
+            raise MediaInputError(f"image {i}: pixels lie in [{a.min():g}, {a.max():g}], not [0, 1]; divide 8-bit "
+                                  "pixels by 255")
 
-    @torch.no_grad()
-    def features(self, images: list, batch_size: int = 16) -> torch.Tensor:
-        """Last hidden states [B, tokens, width] (fp32, on the CPU) of images as `load_image` gives them:
-        float [3, H, W] in [0, 1], of any sizes."""
-        for i, image in enumerate(images):
-            a = np.asarray(image)
-            if a.ndim != 3 or a.shape[0] != 3 or not np.issubdtype(a.dtype, np.floating):
-                raise MediaError(f"image {i}: expected float pixels [3, H, W] in [0, 1] (what load_image gives), "
-                                 f"got {a.dtype} {list(a.shape)}")
-            if a.min() < 0 or a.max() > 1:
-                raise MediaError(f"image {i}: pixels lie in [{a.min():g}, {a.max():g}], not [0, 1]; divide 8-bit "
-                                 "pixels by 255")
-        param = next(self.model.parameters())
-        out = []
-        for i in range(0, len(images), batch_size):
-            pixels = self.processor(images=list(images[i:i + batch_size]), do_rescale=False, return_tensors="pt",
-                                    input_data_format="channels_first").pixel_values
-            out.append(self.model(pixel_values=pixels.to(param.device, param.dtype)).last_hidden_state.float().cpu())
-        return torch.cat(out)
+    def pixels(self, images: list) -> torch.Tensor:
+        return self.processor(images=images, do_rescale=False, return_tensors="pt",
+                              input_data_format="channels_first").pixel_values
 
 
 def load_vit(path, device="cpu", dtype=torch.float32) -> ViT:

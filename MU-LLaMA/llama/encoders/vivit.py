@@ -15,17 +15,18 @@ import torch
 from transformers import VivitConfig, VivitImageProcessor, VivitModel
 
 from ..files import CheckpointError
-from ..media import MediaError
-from .vit import load_encoder_weights, read_encoder_folder
+from .base import MediaInputError
+from .vit import VisionEncoder, load_encoder_weights, read_encoder_folder
 
 
-class ViViT(torch.nn.Module):
-    """A frozen ViViT. `features(videos)` -> [B, tokens, width] last hidden states."""
+class ViViT(VisionEncoder):
+    """A frozen ViViT, taking clips as `load_video` gives them: uint8 [frames, H, W, 3] RGB, of any frame
+    sizes, exactly `frames` of them."""
+
+    batch_size = 4
 
     def __init__(self, config: VivitConfig, processor: VivitImageProcessor):
-        super().__init__()
-        self.model = VivitModel(config, add_pooling_layer=False)
-        self.processor = processor
+        super().__init__(VivitModel(config, add_pooling_layer=False), processor)
 
     @property
     def frames(self) -> int:
@@ -39,29 +40,17 @@ class ViViT(torch.nn.Module):
         t, h, w = c.tubelet_size
         return (c.num_frames // t) * (c.image_size // h) * (c.image_size // w) + 1
 
-    @property
-    def width(self) -> int:
-        return self.model.config.hidden_size
+    def check(self, i: int, a: np.ndarray) -> None:
+        if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8:
+            raise MediaInputError(f"video {i}: expected uint8 RGB frames [T, H, W, 3] (what load_video gives), got "
+                                  f"{a.dtype} {list(a.shape)}")
+        if len(a) != self.frames:
+            raise MediaInputError(f"video {i} has {len(a)} frames; this ViViT takes exactly {self.frames}: load it "
+                                  f"with load_video(path, frames={self.frames})")
 
-    @torch.no_grad()
-    def features(self, videos: list, batch_size: int = 4) -> torch.Tensor:
-        """Last hidden states [B, tokens, width] (fp32, on the CPU) of clips as `load_video` gives them:
-        uint8 [frames, H, W, 3] RGB, of any frame sizes."""
-        for i, video in enumerate(videos):
-            a = np.asarray(video)
-            if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8:
-                raise MediaError(f"video {i}: expected uint8 RGB frames [T, H, W, 3] (what load_video gives), got "
-                                 f"{a.dtype} {list(a.shape)}")
-            if len(a) != self.frames:
-                raise MediaError(f"video {i} has {len(a)} frames; this ViViT takes exactly {self.frames}: load it "
-                                 f"with load_video(path, frames={self.frames})")
-        param = next(self.model.parameters())
-        out = []
-        for i in range(0, len(videos), batch_size):
-            clips = [list(video) for video in videos[i:i + batch_size]]
-            pixels = self.processor(clips, return_tensors="pt", input_data_format="channels_last").pixel_values
-            out.append(self.model(pixel_values=pixels.to(param.device, param.dtype)).last_hidden_state.float().cpu())
-        return torch.cat(out)
+    def pixels(self, videos: list) -> torch.Tensor:
+        return self.processor([list(video) for video in videos], return_tensors="pt",
+                              input_data_format="channels_last").pixel_values
 
 
 def load_vivit(path, device="cpu", dtype=torch.float32) -> ViViT:

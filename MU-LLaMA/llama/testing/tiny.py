@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoints.meta import save_meta
 from ..encoders.mert import hubert_config
-from ..formats.meta import save_meta
 from ..model import ModelArgs, Transformer
 from ..prompt import encode_example
 from .learn import learn_audio, learn_text, standardize_output
@@ -43,6 +43,24 @@ TINY_MERT_CONFIG = {
 }
 TINY_LLAMA = ModelArgs(dim=64, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=32000, multiple_of=32,
                        max_seq_len=512)
+
+
+def tiny_args(**overrides) -> ModelArgs:
+    """The tests' tiny backbone: 3 layers of 64, a 97-token vocabulary, as `overrides` change it."""
+    base = dict(dim=64, n_layers=3, n_heads=4, n_kv_heads=None, vocab_size=97, multiple_of=16,
+                norm_eps=1e-5, rope_theta=10000.0, max_seq_len=128)
+    return ModelArgs(**{**base, **overrides})
+
+
+def random_model(args: ModelArgs, seed: int = 0) -> Transformer:
+    """A model with random weights everywhere, norms included (so a swapped norm shows)."""
+    torch.manual_seed(seed)
+    model = Transformer(args)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+    return model.eval()
 
 
 def random_transformer(args: ModelArgs, device="cpu", dtype=torch.float32, std: float = 0.02) -> Transformer:

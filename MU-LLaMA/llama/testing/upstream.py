@@ -6,8 +6,7 @@ import contextlib
 
 import torch
 
-from ..formats.mu_llama import is_trained_key
-from ..mu_llama import to_upstream
+from ..checkpoints.names import is_trained_key, to_upstream
 from .tiny import mert_checkpoint_names
 
 
@@ -27,7 +26,7 @@ def saved_as_on_gpu():
 def write_upstream_checkpoint(state: dict, mert_state: dict, path, optimizer_state=None):
     """{"model": full state dict, "optimizer", "epoch", "scaler", "args"} as the original code saved it.
 
-    state: a MULLaMA state dict (base weights included), under this project's names; written under the
+    state: a MU-LLaMA state dict (base weights included), under this project's names; written under the
       original's, the frozen base and the gates in fp16 (a tensor already in fp16 is not copied).
     mert_state: a HubertModel state dict, stored under MERT's own names (`mert_model.` prefix).
     optimizer_state: AdamW moments per finetuned tensor; default random ones of the right shapes.
@@ -55,20 +54,18 @@ def write_m2ugen_checkpoint(state: dict, frozen: dict, path, music_decoder: str 
     """An M2UGen checkpoint.pth as the original's training wrote it: {"model": the complete state dict,
     "optimizer", "epoch", "scaler", "args": Namespace}.
 
-    state: a MuMuLLaMA state dict (LLaMA with 32008 rows, bridges, prefix, projector) under this
+    state: a MuMu-LLaMA state dict (LLaMA with 32008 rows, bridges, prefix, projector) under this
       project's names; written under the original's, with the frozen LLaMA (embedding included, as
       stage 3 leaves it) and the gates in fp16 and the rest in fp32, as a GPU run saves them.
     frozen: {prefix: state dict} of the frozen copies the original keeps inside (`mert_model` under
       the parametrised weight-norm names, `vit_model`, `vivit_model`, `generation_model`).
     ddp: keys under `module.`, as saved from the DistributedDataParallel-wrapped model.
     """
-    from ..formats.mumu import is_trained_key as is_mumu_trained
-    from ..mumu_llama import to_upstream as mumu_to_upstream
-
     model = {}
     for key, value in state.items():
-        key = mumu_to_upstream(key)
-        stage3_frozen = key.startswith("llama.") and (not is_mumu_trained(key) or key.endswith("tok_embeddings.weight"))
+        key = to_upstream(key)
+        stage3_frozen = key.startswith("llama.") and (not is_trained_key(key, music_output=True)
+                                                      or key.endswith("tok_embeddings.weight"))
         model[key] = value.half() if stage3_frozen or key.endswith(".gate") else value.float()
     for prefix, tensors in frozen.items():
         model.update({f"{prefix}.{k}": v for k, v in tensors.items()})

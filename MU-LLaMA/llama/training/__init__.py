@@ -1,8 +1,8 @@
-"""Training MU-LLaMA: the run configuration (`config`) and the engine (`engine`) that
-`MU-LLaMA/train.py` drives, for every MU-LLaMA phase and MuMu-LLaMA stage (`mumu`), on one process or
-many (DDP, FSDP2)."""
+"""Training MU-LLaMA and MuMu-LLaMA: the run configuration (`config`), the loop (`loop`) that
+`MU-LLaMA/train.py` drives, the run state and resumable checkpoints (`run`), each model's recipe (`mu_llama`,
+`mumu`), what each phase or stage trains (`stages`), and several processes (`distributed`: DDP, FSDP2)."""
 
 from .config import DataSource, TrainConfig, parse_overrides
-from .engine import dry_run, train
+from .loop import dry_run, train
 
 __all__ = ["DataSource", "TrainConfig", "dry_run", "parse_overrides", "train"]

@@ -9,9 +9,9 @@ import yaml
 
 from ..data.dataset import KINDS as MUSICQA_KINDS
 from ..data.sources import KINDS as MUMU_KINDS
-from ..mu_llama import PHASES
-from ..mumu_llama import DECODER_CONDITIONING, STAGES
+from ..decoders.base import DECODER_CONDITIONING
 from ..prompt import TOKENIZATIONS
+from .stages import STAGES
 
 MODELS = ("mu-llama", "mumu")
 SOURCE_KINDS = {"mu-llama": MUSICQA_KINDS, "mumu": (None, *MUMU_KINDS)}
@@ -124,8 +124,9 @@ class TrainConfig:
         config = cls(**raw)
         if config.model not in MODELS:
             raise SystemExit(f"model must be one of {', '.join(MODELS)}, not {config.model!r}")
-        if config.model == "mumu" and config.stage not in STAGES:
-            raise SystemExit(f"stage must be one of {', '.join(map(str, STAGES))}, not {config.stage!r}")
+        stages = [stage for model, stage in STAGES if model == config.model]
+        if config.model == "mumu" and config.stage not in stages:
+            raise SystemExit(f"stage must be one of {', '.join(map(str, stages))}, not {config.stage!r}")
         if config.train_embedding not in ("all", "audio_rows"):
             raise SystemExit(f"train_embedding must be all or audio_rows, not {config.train_embedding!r}")
         if config.train_embedding == "audio_rows" and (config.weight_decay or config.fsdp):
@@ -134,8 +135,9 @@ class TrainConfig:
         if config.model == "mumu" and config.music_decoder not in DECODER_CONDITIONING:
             raise SystemExit(f"music_decoder must be one of {', '.join(DECODER_CONDITIONING)}, "
                              f"not {config.music_decoder!r}")
-        if config.phase not in PHASES:
-            raise SystemExit(f"phase must be one of {', '.join(PHASES)}, not {config.phase!r}")
+        phases = [phase for model, phase in STAGES if model == "mu-llama"]
+        if config.phase not in phases:
+            raise SystemExit(f"phase must be one of {', '.join(phases)}, not {config.phase!r}")
         if config.tokenization not in TOKENIZATIONS:
             raise SystemExit(f"tokenization must be one of {TOKENIZATIONS}, not {config.tokenization!r}")
         if config.precision not in ("bf16", "fp16", "fp32"):
@@ -170,6 +172,14 @@ def to_plain(config: TrainConfig) -> dict:
     plain = asdict(config)
     plain["betas"] = list(config.betas)
     return plain
+
+
+def data_ratios(config: TrainConfig) -> list[float] | None:
+    """Each data source's share of an epoch, or None for plain concatenation."""
+    shares = [d.ratio for d in config.data]
+    if any(r is not None for r in shares) and not all(r is not None for r in shares):
+        raise SystemExit("give a ratio for every data source, or for none (plain concatenation)")
+    return shares if shares[0] is not None else None
 
 
 def lr_at(config: TrainConfig, peak: float, epoch: float) -> float:

@@ -1,9 +1,9 @@
-"""Training MuMu-LLaMA: one stage's model, data, loss and checkpoint format, for the shared engine.
+"""Training MuMu-LLaMA: one stage's model, data, loss and checkpoint format, for the training loop.
 
-Stage 1 starts from the base LLaMA (`build.initial_mumu_tensors`); stages 2 and 3 from the previous
-stage's checkpoint (`pretrained_path`, or the released checkpoint.pth). Each stage trains
-`MuMuLLaMA.trained_names(stage, train_gates)`; every checkpoint keeps all the tensors any stage trains
-(`MuMuLLaMA.checkpoint_state`) plus the head's [AUD] rows, so that the next stage, `inference.py` and
+Stage 1 starts from the base LLaMA (`initial_tensors`); stages 2 and 3 from the previous stage's checkpoint
+(`pretrained_path`, or the released checkpoint.pth). Each stage trains what training/stages.py says (plus
+the gates with `train_gates`); every checkpoint keeps all the tensors any stage trains
+(`MultimodalLLaMA.checkpoint_state`) plus the head's [AUD] rows, so that the next stage, `inference.py` and
 `llama.load` read it alike.
 """
 
@@ -12,22 +12,27 @@ from pathlib import Path
 
 import torch
 
-from ..audio import SAMPLE_RATE
-from ..build import check_encoders, initial_mumu_tensors, mumu_llama
-from ..data.cache_features import FeatureCache
+from ..checkpoints import read_llama, read_mumu, save_mumu
+from ..checkpoints.mert import load_mert
+from ..checkpoints.safetensors import EMBEDDING_ROWS, HEAD_ROWS
+from ..data.batch import collate, model_inputs, stack_rows
+from ..data.caches import FeatureCache
 from ..data.dataset import mix, report_source
-from ..data.mumu import MODEL_MODALITY, MuMuDataset, caption_key, check_records, collate_mumu
+from ..data.mumu import MODEL_MODALITY, MuMuDataset, caption_key, check_records
 from ..data.sources import read_source
 from ..decoders import load_decoder
+from ..decoders.base import alignment_targets
 from ..encoders.vit import load_vit
 from ..encoders.vivit import load_vivit
 from ..files import CheckpointError
-from ..formats.mert import load_mert
-from ..formats.mumu import EMBEDDING_ROWS, HEAD_ROWS, read_mumu, save_mumu
-from ..mumu_llama import AUDIO_TOKENS, MODALITIES, TARGET_SCALE, MuMuConfig
+from ..loading import assemble, check_encoders
+from ..model import Transformer
+from ..multimodal import AUDIO_TOKENS, MODALITIES, MultimodalLLaMA
+from ..mumu_llama import MuMuConfig
 from ..paths import llama_folder
-from .config import TrainConfig
-from .engine import Run
+from .config import TrainConfig, data_ratios
+from .run import Run
+from .stages import set_trainable, trained_names
 from .start import keep_pretrained
 
 CACHE_KEYS = {"music": "feature_cache", "image": "vit_cache", "video": "vivit_cache"}
@@ -40,8 +45,24 @@ def cache_shape(modality: str, cache: FeatureCache) -> tuple[int, int]:
     return (meta["layers"], meta["hidden"]) if modality == "music" else (meta["tokens"], meta["width"])
 
 
-def encoder_shape(modality: str, encoder) -> tuple[int, int]:
-    return (encoder.num_layers, encoder.hidden_size) if modality == "music" else (encoder.tokens, encoder.width)
+def initial_tensors(config: MuMuConfig, folder, seed: int = 0) -> dict:
+    """The trained tensors of a MuMu-LLaMA before stage 1, for `assemble`: the bridges, prefix and projector at
+    PyTorch's default initialisation (seeded), the base embedding with 8 rows of ones for the [AUD] tokens and
+    8 new head rows at nn.Linear's default initialisation (as the original; the head rows are never trained;
+    none for a tied head, which is the embedding). The backbone's norms come from the base; gates, biases and
+    LoRA start as `loading.init_added_parameters` sets them."""
+    args, state = read_llama(folder, **config.backbone_args())
+    torch.manual_seed(seed)
+    with torch.device("meta"):  # only the new modules are materialised
+        llama = Transformer(args)
+    fresh = MultimodalLLaMA(llama, config)
+    tensors = {k: v for k, v in fresh.state_dict().items() if not k.startswith("llama.")}
+    embedding = state["tok_embeddings.weight"]
+    tensors["llama.tok_embeddings.weight"] = torch.cat(
+        [embedding, torch.ones(len(AUDIO_TOKENS), args.dim, dtype=embedding.dtype)])
+    if not args.tie_embeddings:  # a tied head is the embedding, [AUD] rows included
+        tensors[HEAD_ROWS] = torch.nn.Linear(args.dim, len(AUDIO_TOKENS), bias=False).weight.detach()
+    return tensors
 
 
 def load_inputs(config: TrainConfig, device) -> tuple[dict, dict]:
@@ -67,7 +88,7 @@ def model_config(config: TrainConfig, caches: dict, encoders: dict, target_shape
     shapes = {}
     for modality, (name, _, _) in ENCODER_KEYS.items():
         shape = (cache_shape(modality, caches[modality]) if modality in caches
-                 else encoder_shape(modality, encoders[name]) if encoders[name] is not None else None)
+                 else encoders[name].shape if encoders[name] is not None else None)
         if shape is not None:
             shapes.update(zip(fields[modality], shape, strict=True))
     if target_shape is not None:
@@ -104,10 +125,7 @@ def build_dataset(config: TrainConfig, tokenizer, caches: dict, encoders: dict, 
         datasets.append(MuMuDataset(kept, tokenizer, config.max_words, config.prompt_template, config.tokenization,
                                     caches, target_cache, sample_rate, vivit.frames if vivit is not None else 32,
                                     config.answer_eos))
-    ratios = [d.ratio for d in config.data]
-    if any(r is not None for r in ratios) and not all(r is not None for r in ratios):
-        raise SystemExit("give a ratio for every data source, or for none (plain concatenation)")
-    return mix(datasets, ratios if ratios[0] is not None else None, config.seed), report, captions
+    return mix(datasets, data_ratios(config), config.seed), report, captions
 
 
 def load_targets(config: TrainConfig, device) -> tuple:
@@ -134,20 +152,21 @@ def mumu_run(config: TrainConfig, device) -> Run:
                              f"says music_decoder: {config.music_decoder}")
         kept, started = keep_pretrained(tensors, config.pretrained_keep, config.pretrained_path)
         if config.pretrained_keep == "adapter":  # the rest as a new model starts
-            tensors = {**initial_mumu_tensors(mumu_config, folder, config.seed), **kept}
+            tensors = {**initial_tensors(mumu_config, folder, config.seed), **kept}
     else:
         mumu_config, embedded = model_config(config, caches, encoders, target_shape), {}
-        tensors = initial_mumu_tensors(mumu_config, folder, config.seed)
+        tensors = initial_tensors(mumu_config, folder, config.seed)
     try:
-        check_encoders(mumu_config, encoders)
+        check_encoders(mumu_config, encoders, {name: getattr(config, key) for name, key, _ in ENCODER_KEYS.values()})
     except CheckpointError as e:
         raise SystemExit(str(e)) from None
     check_caches(mumu_config, caches)
     if target_shape is not None and target_shape != (mumu_config.projector_queries, mumu_config.projector_out):
         raise SystemExit(f"the decoder-alignment targets are {list(target_shape)}, the model's projector writes "
                          f"[{mumu_config.projector_queries}, {mumu_config.projector_out}]: another music decoder")
-    model, tokenizer = mumu_llama(mumu_config, folder, tensors, embedded, source=config.pretrained_path or folder,
-                                  device=device, dtype=getattr(torch, config.base_dtype), **encoders)
+    model, tokenizer = assemble(mumu_config, folder, tensors, embedded, encoders=encoders,
+                                source=config.pretrained_path or folder, device=device,
+                                dtype=getattr(torch, config.base_dtype))
     # Whatever a checkpoint keeps stays in fp32 (trained or not in this stage), as the file holds it.
     kept = set(model.checkpoint_state())
     with torch.no_grad():
@@ -156,7 +175,7 @@ def mumu_run(config: TrainConfig, device) -> Run:
                 param.data = (tensors[name] if name in tensors else param.data).to(device=device, dtype=torch.float32)
     model.llama.checkpointing = config.grad_checkpointing
     try:
-        model.set_stage(config.stage, config.train_gates, config.trained_groups)
+        set_trainable(model, trained_names(model, ("mumu", config.stage), config.train_gates, config.trained_groups))
     except ValueError as e:
         raise SystemExit(f"trained_groups: {e}") from None
     n = len(AUDIO_TOKENS)
@@ -171,8 +190,7 @@ def mumu_run(config: TrainConfig, device) -> Run:
         # The base rows get an exactly zero gradient, and Adam moves no row that never had one.
         model.llama.trained_rows = n
 
-    sample_rate = model.mert.sample_rate if model.mert is not None else SAMPLE_RATE
-    dataset, report, captions = build_dataset(config, tokenizer, caches, encoders, target_cache, sample_rate)
+    dataset, report, captions = build_dataset(config, tokenizer, caches, encoders, target_cache, model.sample_rate)
     if captions and target_cache is not None:
         missing = sum(caption_key(c) not in target_cache for c in captions)
         if missing:
@@ -183,29 +201,16 @@ def mumu_run(config: TrainConfig, device) -> Run:
         raise SystemExit("music answers need their decoder-alignment targets: give target_cache (cache_features.py"
                          " --music_decoder_path) or music_decoder_path")
 
-    def encode(modality: str, items: list) -> torch.Tensor:
-        if torch.is_tensor(items[0]):  # cached features
-            return torch.stack(items)
-        with torch.no_grad():
-            if modality == "music":
-                return model.mert.layer_means(items)
-            return model.encoder(modality).features(items)
-
     def step(network, batch) -> dict:
         tokens, labels = batch["tokens"].to(device), batch["labels"].to(device)
-        inputs = {}
-        for modality in MODALITIES:
-            rows = [i for i, x in enumerate(batch[modality]) if x is not None]
-            if rows:
-                features = encode(modality, [batch[modality][i] for i in rows])
-                inputs[modality] = (torch.tensor(rows, device=device), features.to(device))
-        targets = batch.get("targets")
-        captions = batch["captions"]
+        inputs = model_inputs(model, batch, device)
+        targets = stack_rows(batch["target"]) if "target" in batch else None
+        captions = batch["caption"]
         if targets is None and decoder is not None and any(c is not None for c in captions):
             rows = [i for i, c in enumerate(captions) if c is not None]
             # the original's target: T5 in train mode with upstream_targets (new dropout noise each time)
             with torch.autocast(torch.device(device).type, enabled=False):
-                states = TARGET_SCALE * decoder.targets([captions[i] for i in rows], dropout=config.upstream_targets)
+                states = alignment_targets(decoder, [captions[i] for i in rows], dropout=config.upstream_targets)
             targets = states.new_zeros(len(captions), *states.shape[1:])
             targets[rows] = states
         ce, mse = network(tokens, labels, inputs, None if targets is None else targets.to(device))
@@ -229,10 +234,12 @@ def mumu_run(config: TrainConfig, device) -> Run:
             tensors["llama.tok_embeddings.weight"] = torch.cat([embedding.detach()[:-n].float().cpu(), rows])
         return tensors
 
-    collate = partial(collate_mumu, pad_id=max(tokenizer.pad_id, 0))
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     report = {"stage": config.stage, "trained_tensors": len(trainable), "data": report,
               **({"pretrained": started} if started else {})}
-    return Run(model, dataset, collate, step, write, read, [e for e in encoders.values() if e is not None], report,
-               model.optional_names())
+    # what a batch may leave without gradient: a bridge (no input of its kind), the projector (no music answer)
+    groups = model.parameter_groups()
+    optional = {n for g in (*(MODALITIES[m].bridge for m in model.modalities), "projector") for n in groups[g]}
+    return Run(model, dataset, partial(collate, pad_id=max(tokenizer.pad_id, 0)), step, write, read,
+               [e for e in encoders.values() if e is not None], report, optional)
 

@@ -5,11 +5,11 @@ projector phase and the tiny run's stage 2 start this way."""
 
 import torch
 
-from ..build import initial_mumu_tensors
-from ..formats.mumu import read_mumu, save_mumu
+from ..checkpoints import read_mumu, save_mumu
 from ..paths import llama_folder
 from .config import TrainConfig
-from .engine import build_run
+from .loop import build_run
+from .mumu import initial_tensors
 
 
 @torch.no_grad()
@@ -34,7 +34,7 @@ def write_standardized_start(source, config: TrainConfig, batches: int) -> None:
     `config.seed`) that standardises its input by `projector_statistics` over `batches` batches."""
     tensors, mumu_config, _ = read_mumu(source)
     mumu_config.projector_standardize = True
-    initial = initial_mumu_tensors(mumu_config, llama_folder(config.llama_path, config.llama_type), config.seed)
+    initial = initial_tensors(mumu_config, llama_folder(config.llama_path, config.llama_type), config.seed)
     tensors.update({k: v for k, v in initial.items() if k.startswith("output_projector.")})
     save_mumu(config.pretrained_path, tensors, mumu_config)  # the model projector_statistics runs
     tensors.update(projector_statistics(config, batches))

@@ -37,8 +37,9 @@ import torch
 from scipy.special import softmax
 from tqdm import tqdm
 
-from llama import AudioError, load_audio, load_mert
-from llama.cli import UsageError
+from ..audio import AudioError, load_audio
+from ..checkpoints.mert import load_mert
+from ..cli import UsageError
 
 EMBEDDERS = ("mert", "clap", "vggish")
 # Short texts for CLAP zero-shot tagging: instruments, genres, tempo and mood.

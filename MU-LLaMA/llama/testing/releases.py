@@ -1,6 +1,9 @@
-"""A tiny MuMu-LLaMA release in the real formats: the LLaMA folder (Meta shard + the real 32k
-tokenizer), MERT, ViT, ViViT and MusicGen folders, and an M2UGen-layout checkpoint.pth."""
+"""Tiny copies of the released models, file for file, with a model that does something checkable: MU-LLaMA's
+(`write_tiny_release`: LLaMA/{7B/, tokenizer.model}, MERT/, checkpoint.pth) and M2UGen's
+(`write_tiny_mumu_release`: the same with vit/, vivit/, the music decoder folder and M2UGen's checkpoint.pth),
+and fragments of other checkpoints that a user may give by mistake."""
 
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -8,16 +11,86 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from llama import MuMuConfig, MuMuLLaMA, Tokenizer, format_prompt
-from llama.decoders import load_decoder
-from llama.mumu_llama import AUDIO_TOKENS
-from llama.testing.decoders import write_tiny_audioldm2, write_tiny_musicgen
-from llama.testing.tiny import TINY_MERT_CONFIG, write_tiny_mert
-from llama.testing.upstream import write_m2ugen_checkpoint
-from llama.testing.vision import write_tiny_vit, write_tiny_vivit
+from ..decoders import load_decoder
+from ..mu_llama import MULLaMA, MULLaMAConfig
+from ..multimodal import AUDIO_TOKENS, MultimodalLLaMA
+from ..mumu_llama import MuMuConfig, MuMuLLaMA
+from ..prompt import format_prompt
+from ..tokenizer import Tokenizer
+from .decoders import write_tiny_audioldm2, write_tiny_musicgen
+from .layouts import exact, write_meta
+from .tiny import TINY_MERT_CONFIG, random_model, tiny_args, write_tiny_mert
+from .upstream import saved_as_on_gpu, write_m2ugen_checkpoint, write_upstream_checkpoint
+from .vision import write_tiny_vit, write_tiny_vivit
 
-from conftest import random_model, tiny_args
-from layouts import exact, write_meta
+
+def tiny_mu_llama(phase: str = "finetune", seed: int = 0, query_layer: int = 2) -> MultimodalLLaMA:
+    """A random MU-LLaMA (32k vocab, so the real SentencePiece tokenizer fits) with open gates,
+    non-zero LoRA and biases, so that every trained tensor changes the output, and a loud bridge
+    projection, so that different clips change the answers."""
+    finetune = phase == "finetune"
+    llama = random_model(tiny_args(vocab_size=32000, max_seq_len=512, w_bias=finetune, w_lora=finetune,
+                                   lora_rank=4), seed=seed)
+    config = MULLaMAConfig(phase=phase, query_layer=query_layer, mert_layers=TINY_MERT_CONFIG["num_hidden_layers"] + 1,
+                           mert_dim=TINY_MERT_CONFIG["hidden_size"], bridge_width=96, lora_rank=4)
+    model = MULLaMA(llama, None, config)
+    with torch.no_grad():
+        for p in model.llama.parameters():  # values that both bf16 (Meta's shards) and fp16 (checkpoint.pth) hold
+            p.copy_(exact(p))
+        for name, p in model.named_parameters():
+            if name.endswith(".gate") or ".lora_" in name or name.endswith(".bias"):
+                p.normal_(0, 0.5)
+            if name.endswith(".gate"):  # the release stores gates in fp16: use values it can hold
+                p.copy_(p.half().float())
+        # Random MERT features of different clips differ by a few degrees after the L2 norm.
+        model.music_bridge.proj.weight.mul_(100)
+    return model.eval()
+
+
+def tiny_params(model: MultimodalLLaMA) -> dict:
+    """Meta's params.json keys for the tiny backbone."""
+    a = model.llama.args
+    return {"dim": a.dim, "multiple_of": a.multiple_of, "n_heads": a.n_heads, "n_layers": a.n_layers,
+            "norm_eps": a.norm_eps, "vocab_size": -1}
+
+
+def write_tiny_release(root: Path, sentencepiece_model: Path, seed: int = 0) -> dict:
+    """The released layout in miniature, as ckpts/README.md lays it out: LLaMA/{7B/ (Meta shard with
+    rope.freqs, params.json, checklist.chk), tokenizer.model}, the MERT folder, checkpoint.pth."""
+    model = tiny_mu_llama(seed=seed)
+    # As in the release, the fine-tuned norms in checkpoint.pth differ from the base model's.
+    base = {k.removeprefix("llama."): v + 0.25 if "norm" in k else v
+            for k, v in model.state_dict().items() if k.startswith("llama.") and not any(
+                s in k for s in ("bias", "lora", "gate"))}
+    write_meta(root / "LLaMA" / "7B", model.llama.args, base, tiny_params(model))
+    (root / "LLaMA" / "tokenizer.model").write_bytes(sentencepiece_model.read_bytes())
+    mert = write_tiny_mert(root / "MERT")
+    write_upstream_checkpoint(model.state_dict(), mert.state_dict(), root / "checkpoint.pth")
+    return {"model": model, "mert": mert, "llama_dir": root / "LLaMA", "mert_path": root / "MERT",
+            "checkpoint": root / "checkpoint.pth"}
+
+
+def write_m2ugen_fragment(path: Path, dim: int = 64) -> None:
+    """An M2UGen / MuMu-LLaMA checkpoint.pth in miniature: music, image and video bridges, an 18-row
+    prefix, the output projector, a 32008-row embedding ([AUD0..7] added), optimizer and args."""
+    state = {"llama.tok_embeddings.weight": torch.randn(32008, dim).half(), "prefix_query.weight": torch.randn(18, dim)}
+    for prefix, width in (("mu_mert", 32), ("iu_vit", 24), ("iu_vivit", 24)):
+        state[f"{prefix}_agg.weight"] = torch.randn(1, 3, 1)
+        state[f"{prefix}_proj.weight"] = torch.randn(dim, width)
+        state[f"{prefix}_f1_1.weight"] = torch.randn(dim, dim)
+    state["output_projector.fc.weight"] = torch.randn(16, dim)
+    with saved_as_on_gpu():
+        torch.save({"model": state, "optimizer": {}, "epoch": 4, "args": argparse.Namespace(stage=3)}, path)
+
+
+def write_llama_adapter_checkpoint(path: Path, dim: int = 64) -> None:
+    """LLaMA-Adapter's ImageBind-LLM 7B.pth (the baseline HF mu-llama/MU-LLaMA also hosts): trained
+    tensors only, its bridge named image_bind_*."""
+    state = {"image_bind_proj.weight": torch.randn(dim, 32), "image_bind_norm_1.weight": torch.ones(dim),
+             "image_bind_f1_1.weight": torch.randn(4 * dim, dim), "prefix_query.weight": torch.randn(20, dim),
+             "llama.layers.0.attention.gate": torch.zeros(1, 4, 1, 1)}
+    torch.save({"model": state}, path)
+
 
 MUSIC_ANSWER = "Here is a calm music. " + "".join(AUDIO_TOKENS)
 # What the tiny model learns to say: a music request is answered with the eight [AUD] tokens.
@@ -31,7 +104,7 @@ def tiny_config(**overrides) -> MuMuConfig:
                                 vivit_dim=32, lora_rank=4, projector_queries=8, projector_out=32), **overrides})
 
 
-def tiny_mumu(tokenizer: Tokenizer, seed: int = 0, steps: int = 60, **config) -> MuMuLLaMA:
+def tiny_mumu(tokenizer: Tokenizer, seed: int = 0, steps: int = 60, **config) -> MultimodalLLaMA:
     """A random 4-layer MuMu-LLaMA (vocabulary 32008) with open gates, which first learns LESSONS
     (every weight trained, the prefix rows in place), rounded to values bf16 and fp16 both hold."""
     llama = random_model(tiny_args(vocab_size=32008, max_seq_len=1024, n_layers=4, w_bias=True, w_lora=True,
@@ -63,7 +136,7 @@ def tiny_mumu(tokenizer: Tokenizer, seed: int = 0, steps: int = 60, **config) ->
     return model.requires_grad_(False).eval()
 
 
-def chained_mumu(tokenizer: Tokenizer, seed: int = 0, **config) -> MuMuLLaMA:
+def chained_mumu(tokenizer: Tokenizer, seed: int = 0, **config) -> MultimodalLLaMA:
     """tiny_mumu's model untrained (steps=0), rewired so that greedy decoding after any alpaca prompt writes
     [AUD0] .. [AUD7] and then EOS: a release whose model asks for music whatever the request, built in
     seconds (write_tiny_mumu_release(..., build=chained_mumu)) where training takes most of a minute.
@@ -94,7 +167,7 @@ def file_state(folder: Path) -> dict:
 
 
 def write_tiny_mumu_release(root: Path, sentencepiece_model: Path, seed: int = 0, decoder: str = "musicgen",
-                            build: Callable[..., MuMuLLaMA] = tiny_mumu) -> dict:
+                            build: Callable[..., MultimodalLLaMA] = tiny_mumu) -> dict:
     """LLaMA/{7B/, tokenizer.model}, MERT/, vit/, vivit/, the decoder folder and checkpoint.pth (M2UGen
     layout: `module.` keys, fp16 LLaMA, frozen encoder and decoder copies, optimizer state, Namespace).
     With decoder "audioldm2", the projector writes that pipeline's one flat row, as M2UGen-AudioLDM2's.

@@ -1,5 +1,5 @@
-"""MusicQA data: records, tokenisation with an exact prompt/answer boundary, padding collate, and the
-original sub-epoch sampler.
+"""MusicQA data: records, tokenisation with an exact prompt/answer boundary, and the original sub-epoch
+sampler.
 
 Records use the upstream schema
     {"audio_name": "000123.wav", "conversation": [{"from": "human", "value": Q}, {"from": "gpt", "value": A}]}
@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llama import Tokenizer, load_audio
-from llama.prompt import IGNORE_INDEX, encode_example
+from ..audio import load_audio
+from ..prompt import encode_example
+from ..tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 TEXT_ONLY_AUDIO = ("silence", "zeros")
@@ -103,15 +104,16 @@ def report_source(path, kind, records: int, kept: int, problems: Counter) -> dic
 
 
 class MusicQADataset(torch.utils.data.Dataset):
-    """Items: {"tokens", "labels", "name", and "audio" (waveform) or "layer_means" (cached MERT features)}.
+    """Items: {"tokens", "labels", "name", "music": the clip's waveform, or its MERT layer means [L + 1, H] from
+    `feature_cache`}, padded by data.batch.collate.
 
     text_only_audio: what text-only records hear. "silence": 1 s of zeros through MERT, as the
-    original code; "zeros": all-zero MERT layer means (no MERT call).
+    original code; "zeros": all-zero MERT layer means of `feature_shape` (no MERT call).
     """
 
     def __init__(self, records: list[Record], tokenizer: Tokenizer, max_words: int, template: str = "upstream",
                  feature_cache=None, text_only_audio: str = "silence", sample_rate: int = 24000,
-                 tokenization: str = "separate", eos: bool = True):
+                 tokenization: str = "separate", eos: bool = True, feature_shape: tuple[int, int] = (25, 1024)):
         if text_only_audio not in TEXT_ONLY_AUDIO:
             raise ValueError(f"text_only_audio must be one of {TEXT_ONLY_AUDIO}")
         self.items, skipped, truncated = [], 0, 0
@@ -130,6 +132,7 @@ class MusicQADataset(torch.utils.data.Dataset):
         self.cache = feature_cache
         self.text_only_audio = text_only_audio
         self.sample_rate = sample_rate
+        self.feature_shape = feature_shape
 
     def __len__(self):
         return len(self.items)
@@ -139,34 +142,14 @@ class MusicQADataset(torch.utils.data.Dataset):
         item = {"tokens": tokens, "labels": labels, "name": record.audio.name if record.audio else ""}
         if record.audio is None:
             if self.text_only_audio == "zeros" or self.cache is not None:
-                item["layer_means"] = None  # filled with zeros by the collate
+                item["music"] = torch.zeros(self.feature_shape)
             else:
-                item["audio"] = np.zeros(self.sample_rate, dtype=np.float32)
+                item["music"] = np.zeros(self.sample_rate, dtype=np.float32)
         elif self.cache is not None:
-            item["layer_means"] = self.cache.get(record.audio.name)
+            item["music"] = self.cache.get(record.audio.name)
         else:
-            item["audio"] = load_audio(record.audio, self.sample_rate)
+            item["music"] = load_audio(record.audio, self.sample_rate)
         return item
-
-
-def collate(items: list[dict], pad_id: int = 0, feature_shape=None) -> dict:
-    """Pad tokens (pad_id) and labels (IGNORE_INDEX) to the longest item; keep waveforms as a list
-    (MERT encodes different lengths) or stack cached layer means."""
-    length = max(len(i["tokens"]) for i in items)
-    tokens = torch.full((len(items), length), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
-    for row, item in enumerate(items):
-        tokens[row, : len(item["tokens"])] = item["tokens"]
-        labels[row, : len(item["labels"])] = item["labels"]
-    batch = {"tokens": tokens, "labels": labels, "names": [i["name"] for i in items]}
-    if "audio" in items[0]:
-        batch["audio"] = [i["audio"] for i in items]
-    else:
-        known = next((i["layer_means"] for i in items if i["layer_means"] is not None), None)
-        shape = known.shape if known is not None else feature_shape
-        batch["layer_means"] = torch.stack([i["layer_means"] if i["layer_means"] is not None else torch.zeros(shape)
-                                            for i in items])
-    return batch
 
 
 class SubEpochSampler(torch.utils.data.Sampler):

@@ -1,4 +1,4 @@
-"""MuMu-LLaMA data in the original's record schema, checked before training, with a padding collate.
+"""MuMu-LLaMA data in the original's record schema, checked before training.
 
 A record (MUImage, MUVideo, MUEdit, and this project's caption and instruction sets built like them):
     {"input_file": "a.mp3" | "", "output_file": "b.mp3" | "",
@@ -19,10 +19,10 @@ import soundfile
 import torch
 from PIL import Image
 
-from llama.audio import SAMPLE_RATE, load_audio
-from llama.media import load_image, load_video
-from llama.mumu_llama import AUDIO_TOKENS
-from llama.prompt import IGNORE_INDEX, encode_example
+from ..audio import SAMPLE_RATE, load_audio
+from ..media import load_image, load_video
+from ..multimodal import AUDIO_TOKENS
+from ..prompt import encode_example
 
 log = logging.getLogger(__name__)
 INPUT_MODALITIES = ("audio", "image", "video")  # as records name them
@@ -113,7 +113,7 @@ class MuMuDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         record, tokens, labels = self.items[index]
-        item = {"tokens": tokens, "labels": labels, "caption": record.caption}
+        item = {"tokens": tokens, "labels": labels, "caption": record.caption}  # padded by data.batch.collate
         if self.target_cache is not None and record.caption is not None:
             item["target"] = self.target_cache.get(caption_key(record.caption))
         if record.input_file is not None:
@@ -128,23 +128,3 @@ class MuMuDataset(torch.utils.data.Dataset):
             else:
                 item[modality] = load_video(record.input_file, self.frames)
         return item
-
-
-def collate_mumu(items: list[dict], pad_id: int = 0) -> dict:
-    """Pad tokens (pad_id) and labels (IGNORE_INDEX) to the longest item: batches larger than one (the
-    original's data cannot). Inputs stay lists (per modality, None where a row has none); cached
-    targets are stacked, zeros for rows without a music answer."""
-    length = max(len(i["tokens"]) for i in items)
-    tokens = torch.full((len(items), length), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
-    for row, item in enumerate(items):
-        tokens[row, : len(item["tokens"])] = item["tokens"]
-        labels[row, : len(item["labels"])] = item["labels"]
-    batch = {"tokens": tokens, "labels": labels, "captions": [i.get("caption") for i in items]}
-    for modality in MODEL_MODALITY.values():
-        batch[modality] = [i.get(modality) for i in items]
-    known = next((i["target"] for i in items if i.get("target") is not None), None)
-    if known is not None:
-        batch["targets"] = torch.stack([i["target"] if i.get("target") is not None else torch.zeros_like(known)
-                                        for i in items])
-    return batch

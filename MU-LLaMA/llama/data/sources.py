@@ -18,8 +18,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from llama.data.dataset import AUDIO_KEYS, clip_name, load_records, media_key, read_json_records
-from llama.data.mumu import INPUT_MODALITIES, MUSIC_TOKENS, MuMuRecord
+from .dataset import AUDIO_KEYS, clip_name, load_records, media_key, read_json_records
+from .mumu import INPUT_MODALITIES, MUSIC_TOKENS, MuMuRecord
 
 CAPTION_KINDS = {"mucaps": "audio", "coco": "image", "muvideo": "video"}
 KINDS = (*CAPTION_KINDS, "mucaps_decoder", "musicqa", "alpaca", "any_to_music", "records")

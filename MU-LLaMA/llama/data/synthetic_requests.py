@@ -18,7 +18,7 @@ import json
 import random
 from pathlib import Path
 
-from llama.data.synthetic import ANSWERS, FAMILIES, LOUDNESS, MODES, TEMPI
+from .synthetic import ANSWERS, FAMILIES, LOUDNESS, MODES, TEMPI
 
 # Words a request may use for each instrument family (the answers name the family).
 INSTRUMENT_WORDS = {"piano": ["piano"], "organ": ["organ"], "guitar": ["guitar"],

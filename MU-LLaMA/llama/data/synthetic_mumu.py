@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from llama.data.dataset import derangement
-from llama.data.synthetic import stated_class
-from llama.media import load_image
+from ..media import load_image
+from .dataset import derangement
+from .synthetic import stated_class
 
 COLOURS = {"red": (215, 40, 40), "green": (40, 170, 60), "blue": (45, 70, 215), "yellow": (225, 205, 40)}
 SHAPES = ("square", "disc")

@@ -16,7 +16,7 @@ as users have it, so that the tests load exactly what a user's download holds:
   download` leaves it.
 - MERT-v1-330M (`tiny.write_tiny_mert`): config.json with the remote-code fields, pytorch_model.bin
   only, preprocessor_config.json.
-- MU-LLaMA `checkpoint.pth`, M2UGen's, LLaMA-Adapter's `7B.pth`: in `tiny.py`.
+- MU-LLaMA `checkpoint.pth`, M2UGen's, LLaMA-Adapter's `7B.pth`: in `releases.py`.
 """
 
 import functools
@@ -28,9 +28,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from llama import ModelArgs, Transformer
-from llama.formats.hf import meta_to_hf
-from llama.model import is_added_parameter
+from ..checkpoints.hf import meta_to_hf
+from ..model import ModelArgs, Transformer, is_added_parameter
 
 # Meta's params.json for LLaMA-2 7B is {"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32,
 # "norm_eps": 1e-05, "vocab_size": -1}: the same keys, in the same order, at a tiny size.

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llama.audio import load_audio
-from llama.data.dataset import derangement
-from llama.data.synthetic import FAMILIES, TEMPI, fact_accuracy
+from ..audio import load_audio
+from .dataset import derangement
+from .synthetic import FAMILIES, TEMPI, fact_accuracy
 
 JUDGED = {"instrument": sorted(FAMILIES), "tempo": sorted(TEMPI)}
 SECONDS = 3.0  # as the training clips

@@ -1,6 +1,6 @@
 """The three MusicQA sources as lists of clips: audio file + a text description for the LLM.
 
-Each reader takes the folder laid out as in the README (metadata file + audio) and keeps the clips
+Each reader takes the folder laid out as in docs/musicqa.md (metadata file + audio) and keeps the clips
 the original pipeline kept: the audio file exists; MTT and MTG clips have at least 5 tags; MTG
 tracks come from folders 00-09. Clips keep the metadata file's order, which numbers them later.
 
