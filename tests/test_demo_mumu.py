@@ -96,7 +96,8 @@ def test_rebuild_script_smoke(tmp_path):
         "checkpoint.safetensors", "checkpoint.json", "config.json", "model.safetensors", "quality.json"}
     assert json.loads((export / "checkpoint.json").read_text())["step"] == 2
     log = [json.loads(line) for line in (out / "train" / "log.jsonl").read_text().splitlines()]
-    assert [s["kept"] for s in log[0]["data"]] == [8, 24, 36]  # requests, two edits per clip, questions
+    # requests, three edits per clip, the set's questions, one freely phrased question per clip
+    assert [s["kept"] for s in log[0]["data"]] == [8, 36, 36, 12]
     quality = json.loads((export / "quality.json").read_text())
     assert {"text_to_music", "edits", "questions", "probe_ceiling"} <= quality.keys()
     assert {"own_clip", "shuffled_clip"} == quality["edits"].keys()

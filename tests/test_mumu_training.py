@@ -74,6 +74,9 @@ def test_trained_groups_replace_the_stage_and_unknown_groups_are_named(model):
     assert set(stage_names(model, 3, True, ["prefix"])) == set(groups["prefix"] + groups["gates"])
     with pytest.raises(ValueError, match=r"unknown parameter groups \['lm_head'\]"):
         stage_names(model, 1, groups=["lm_head"])
+    top = model.llama.args.n_layers - 1  # "lora@N": the group's parameters in layers N and up only
+    assert stage_names(model, 1, groups=[f"lora@{top}"]) == [n for n in groups["lora"] if f".layers.{top}." in n]
+    assert stage_names(model, 1, groups=["lora@0"]) == groups["lora"] and groups["lora"]
 
 
 def test_audio_rows_train_through_the_tied_head_only():

@@ -68,11 +68,12 @@ def share(pairs) -> float:
     return sum(pairs) / len(pairs) if pairs else float("nan")
 
 
-def generate(pipe, requests, batch_size: int, seed: int) -> tuple[list, list]:
+def generate(pipe, requests, batch_size: int, seed: int, temperature: float = 0.0) -> tuple[list, list]:
     """(replies, waves or None) for llama.Request objects; music from the projector's conditioning."""
     replies, waves = [], []
     for start in range(0, len(requests), batch_size):
-        part = pipe.respond(requests[start:start + batch_size], max_new_tokens=40)
+        part = pipe.respond(requests[start:start + batch_size], max_new_tokens=40, temperature=temperature,
+                            seed=seed + start)
         replies += part
         for i, reply in enumerate(part):
             complete = reply.conditioning is not None
@@ -148,6 +149,77 @@ def check_generation(pipe, data, cache, batch_size: int = 16, seed: int = 0, que
                                                      max_new_tokens=24)]
         result["questions"][label] = fact_accuracy(records, answers, facts)
     return result
+
+
+def check_phrasings(pipe, heldout: dict, data, cache, batch_size: int = 16, seed: int = 0,
+                    temperature: float = 0.0) -> dict:
+    """The demo on requests, edits and questions phrased as people write them (`heldout`, the hand-written
+    set): how often music is made, the requested instrument and tempo heard (beside the same music scored
+    against a shuffled request's facts, and chance), edits that change the instrument heard, and questions
+    that make no music. Edits apply to held-out clips whose attribute differs from the one asked."""
+    from llama.pipeline import Request
+
+    data = Path(data)
+    facts = json.loads((data / "facts.json").read_text())
+    names = sorted(facts)
+    held = names[:round(len(names) * 0.2)]
+    judge = Judge(pipe.model.mert, cache, facts, names[len(held):], held)
+    result = {"temperature": temperature, "chance": {f: 1 / len(c) for f, c in JUDGED.items()}}
+
+    requests = heldout["requests"]
+    _, waves = generate(pipe, [Request(r["prompt"]) for r in requests], batch_size, seed, temperature)
+    heard = [judge([w])[0] if w is not None else None for w in waves]
+    other = [requests[j] for j in derangement(len(requests), seed)]
+    row = {"n": len(requests), "music_made": share(w is not None for w in waves)}
+    for fact in JUDGED:
+        for suffix, against in (("", requests), ("_shuffled", other)):
+            row[fact + suffix] = share(h is not None and h[fact] == r["facts"][fact]
+                                       for h, r in zip(heard, against, strict=True))
+    result["requests"] = row
+
+    edits = heldout["edits"]
+    # held-out clips first; a tiny set may need a training clip (or, failing all, one already so)
+    clips = [next((n for n in held[i * 7 % len(held):] + held + names if facts[n][e["attribute"]] != e["value"]),
+                  held[0]) for i, e in enumerate(edits)]
+    rate = pipe.sample_rate
+    waves_in = {n: load_audio(data / "audios" / n, rate) for n in set(clips)}
+    _, waves = generate(pipe, [Request(e["prompt"], audio=waves_in[n]) for e, n in zip(edits, clips, strict=True)],
+                        batch_size, seed, temperature)
+    instrument = [(w, e) for w, e in zip(waves, edits, strict=True) if e["attribute"] == "instrument"]
+    result["edits"] = {"n": len(edits), "music_made": share(w is not None for w in waves),
+                       "n_instrument": len(instrument),
+                       "instrument_as_asked": share(w is not None and judge([w])[0]["instrument"] == e["value"]
+                                                    for w, e in instrument)}
+
+    questions = heldout["questions"]
+    replies = []
+    for start in range(0, len(questions), batch_size):
+        part = [Request(q["prompt"], audio=waves_in[clips[(start + i) % len(clips)]])
+                for i, q in enumerate(questions[start:start + batch_size])]
+        replies += pipe.respond(part, max_new_tokens=40, temperature=temperature, seed=seed + start)
+    result["questions"] = {"n": len(questions), "no_music": share(r.conditioning is None and "[AUD" not in r.text
+                                                                  for r in replies),
+                           "examples": [{"prompt": q["prompt"], "answer": r.text}
+                                        for q, r in zip(questions[:4], replies, strict=False)]}
+    return result
+
+
+def phrasings_table(q: dict) -> str:
+    r, e, chance = q["requests"], q["edits"], q["chance"]
+    rows = [("requests: music made", r["n"], r["music_made"], None, None),
+            ("requests: instrument family heard", r["n"], r["instrument"], r["instrument_shuffled"],
+             chance["instrument"]),
+            ("requests: tempo heard", r["n"], r["tempo"], r["tempo_shuffled"], chance["tempo"]),
+            ("edits: music made", e["n"], e["music_made"], None, None),
+            ("edits of the instrument: instrument heard as asked", e["n_instrument"], e["instrument_as_asked"], None,
+             chance["instrument"]),
+            ("questions about a clip: no music made", q["questions"]["n"], q["questions"]["no_music"], None, None)]
+    lines = [f"temperature {q['temperature']:g}", "", "| check | n | result | request shuffled | chance |",
+             "|---|---|---|---|---|"]
+    for name, n, value, control, ch in rows:
+        lines.append(f"| {name} | {n} | **{value:.1%}** | {'' if control is None else f'{control:.1%}'} | "
+                     f"{'' if ch is None else f'{ch:.1%}'} |")
+    return "\n".join(lines)
 
 
 def markdown_table(q: dict) -> str:

@@ -10,14 +10,20 @@ From a folder written by `synthetic.make_dataset` (clips with known facts; its f
     generate_test.jsonl          the held-out text requests for ModelEvaluations/generate_mumu.py, each with a
                                  held-out clip of the same facts (or instrument and tempo) as its reference
 
-Questions about music come from the set's own train.json (MusicQA records, audio -> text). Every music
-answer's caption is one the note-event decoder (decoders/notes.py) was trained to read.
+    questions_{train,test}.json  questions about a clip phrased freely ("is this fast?", "what's playing here"),
+                                 answered in text: they teach that a question makes no music
+
+Questions about music also come from the set's own train.json (MusicQA records, audio -> text). A share
+`templated` of the requests and edits use the fixed templates below; the rest are phrased freely
+(phrasings.py). Every music answer's caption is one the note-event decoder (decoders/notes.py) was
+trained to read.
 """
 
 import json
 import random
 from pathlib import Path
 
+from . import phrasings
 from .synthetic import ANSWERS, FAMILIES, LOUDNESS, MODES, TEMPI
 
 # Words a request may use for each instrument family (the answers name the family).
@@ -47,25 +53,43 @@ def music_record(file: str, modality: str, request: str, facts: dict) -> dict:
         {"from": "gpt", "value": text, "caption": text, "output_modality": "audio"}]}
 
 
-def random_request(rng: random.Random) -> tuple[str, dict]:
+def random_request(rng: random.Random, templated: float = 1.0) -> tuple[str, dict]:
+    """(request, the facts of the music answered): with probability `templated` a fixed template, else a free
+    phrasing naming each fact or leaving it to the model (then the answer's value is drawn)."""
     facts = {"instrument": rng.choice(sorted(FAMILIES)), "tempo": rng.choice(sorted(TEMPI)),
              "mode": rng.choice(sorted(MODES)), "loudness": rng.choice(sorted(LOUDNESS))}
-    word = rng.choice(INSTRUMENT_WORDS[facts["instrument"]])
-    return rng.choice(GENERATE).format(word=word, **facts), facts
+    if rng.random() < templated:
+        word = rng.choice(INSTRUMENT_WORDS[facts["instrument"]])
+        return rng.choice(GENERATE).format(word=word, **facts), facts
+    named = {k: v for k, v in facts.items() if rng.random() < {"instrument": 0.9, "tempo": 0.8}.get(k, 0.5)}
+    return phrasings.request_phrase(named, rng), facts
 
 
-def random_edit(clip_facts: dict, rng: random.Random) -> tuple[str, str, dict]:
-    """(attribute, instruction, facts after the edit): one attribute set to another value."""
+def random_edit(clip_facts: dict, rng: random.Random, templated: float = 1.0) -> tuple[str, str, dict]:
+    """(attribute, instruction, facts after the edit): one attribute set to another value, the instruction a
+    fixed template with probability `templated`, else a free phrasing."""
     attribute = rng.choice(sorted(EDITS))
     value = rng.choice([v for v in sorted(EDITS[attribute]) if v != clip_facts[attribute]])
     facts = {k: clip_facts[k] for k in ("instrument", "tempo", "mode", "loudness")} | {attribute: value}
-    return attribute, rng.choice(EDITS[attribute][value]), facts
+    if rng.random() < templated:
+        return attribute, rng.choice(EDITS[attribute][value]), facts
+    return attribute, phrasings.edit_phrase(attribute, value, rng), facts
+
+
+def question_record(name: str, facts: dict, rng: random.Random) -> dict:
+    """A freely phrased question about clip `name`, answered in text as the set's own answers are."""
+    kind = rng.choice(sorted(phrasings.QUESTION_WORDS))
+    return {"audio_name": name, "kind": kind, "conversation": [
+        {"from": "human", "value": phrasings.question_phrase(kind, rng)},
+        {"from": "gpt", "value": rng.choice(ANSWERS[kind]).format(**facts)}]}
 
 
 def make_request_dataset(music, requests: int = 3000, edits_per_clip: int = 2, test_requests: int = 100,
-                         seed: int = 0) -> dict:
+                         seed: int = 0, templated: float = 1.0, questions_per_clip: int = 0) -> dict:
     """Write the records into the music folder `music` (beside its audios/); returns counts. The test
-    edits use the set's held-out clips; the test text requests are drawn apart from the training ones."""
+    edits use the set's held-out clips; the test text requests are drawn apart from the training ones.
+    `templated`: the share of requests and edits from the fixed templates (the rest phrased freely);
+    `questions_per_clip`: freely phrased questions per clip."""
     music = Path(music)
     rng = random.Random(seed)
     clip_facts = json.loads((music / "facts.json").read_text())
@@ -74,7 +98,7 @@ def make_request_dataset(music, requests: int = 3000, edits_per_clip: int = 2, t
     generate = {"train": [], "test": []}
     tests = []
     for i in range(requests + test_requests):
-        request, facts = random_request(rng)
+        request, facts = random_request(rng, templated)
         split = "test" if i < test_requests else "train"
         generate[split].append(music_record("", "text", request, facts))
         if split == "test":
@@ -83,7 +107,7 @@ def make_request_dataset(music, requests: int = 3000, edits_per_clip: int = 2, t
     for n, name in enumerate(clips):
         split = "test" if n < held else "train"
         for _ in range(edits_per_clip):
-            attribute, instruction, facts = random_edit(clip_facts[name], rng)
+            attribute, instruction, facts = random_edit(clip_facts[name], rng, templated)
             edit[split].append(music_record(f"audios/{name}", "audio", instruction, facts))
             if split == "test":
                 tests.append({"kind": f"edit_{attribute}", "prompt": instruction, "input_file": f"audios/{name}",
@@ -97,9 +121,14 @@ def make_request_dataset(music, requests: int = 3000, edits_per_clip: int = 2, t
             line["reference"] = f"audios/{(same or near)[0]}"
         references.append(json.dumps(line))
     (music / "generate_test.jsonl").write_text("\n".join(references) + "\n")
+    questions = {"train": [], "test": []}
+    for n, name in enumerate(clips):
+        for _ in range(questions_per_clip):
+            questions["test" if n < held else "train"].append(question_record(name, clip_facts[name], rng))
     for split in ("train", "test"):
         (music / f"generate_{split}.json").write_text(json.dumps(generate[split], indent=1))
         (music / f"edit_{split}.json").write_text(json.dumps(edit[split], indent=1))
+        (music / f"questions_{split}.json").write_text(json.dumps(questions[split], indent=1))
     (music / "requests_test.json").write_text(json.dumps(tests, indent=1))
     return {k: len(v) for k, v in (("generate_train", generate["train"]), ("edit_train", edit["train"]),
-                                   ("requests_test", tests))}
+                                   ("questions_train", questions["train"]), ("requests_test", tests))}

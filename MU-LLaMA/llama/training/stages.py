@@ -7,6 +7,8 @@ original MuMu-LLaMA never trains the gates; `train_gates` adds them (this projec
 closed gates no input can reach the text. A new stage is one more entry (README: docs/architecture.md).
 """
 
+import re
+
 STAGES = {
     ("mu-llama", "pretrain"): ("music_bridge", "prefix", "gates"),
     ("mu-llama", "finetune"): ("norms", "biases", "lora"),
@@ -19,16 +21,25 @@ STAGES = {
 
 def trained_names(model, stage: tuple, train_gates: bool = False, groups: list[str] | None = None) -> list[str]:
     """The parameters `stage` ((model, phase or stage), a key of STAGES) trains, plus the gates with
-    `train_gates`; `groups` (names of the model's parameter groups) replaces the stage's set."""
+    `train_gates`; `groups` (names of the model's parameter groups) replaces the stage's set. A group
+    written `lora@18` keeps only its parameters in backbone layers 18 and up (training stops there)."""
     if stage not in STAGES:
         raise ValueError(f"no stage {stage[1]!r} for {stage[0]}: one of {[s for m, s in STAGES if m == stage[0]]}")
     owned = model.parameter_groups()
-    unknown = sorted(set(groups or ()) - set(owned))
+    unknown = sorted({g.split("@")[0] for g in groups or ()} - set(owned))
     if unknown:
         raise ValueError(f"unknown parameter groups {unknown}; known: {sorted(owned)}")
     trains = tuple(groups) if groups is not None else STAGES[stage]
     trains += ("gates",) if train_gates and "gates" not in trains else ()
-    return [n for group in trains for n in owned.get(group, [])]
+    return [n for group in trains for n in from_layer(owned.get(group.split("@")[0], []), group)]
+
+
+def from_layer(names: list[str], group: str) -> list[str]:
+    """`names` in backbone layers from the one `group` names after "@" (all of them without "@")."""
+    if "@" not in group:
+        return names
+    first = int(group.split("@")[1])
+    return [n for n in names if (m := re.search(r"\.layers\.(\d+)\.", n)) and int(m.group(1)) >= first]
 
 
 def set_trainable(model, names) -> list[str]:
