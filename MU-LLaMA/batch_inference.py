@@ -54,12 +54,13 @@ from llama.captioning import (
     read_records,
     write_records,
 )
-from llama.cli import BATCH_DTYPE_NOTE, add_model_arguments, load_model, run_main
+from llama.cli import load_model, run_main
+from llama.flags import BATCH_DTYPE_NOTE, HelpFormatter, add_model_arguments
 from llama.records import lock_output
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--input", "--audio_paths", dest="input", nargs="+", action="extend",
                         help="folder, audio file, text file of audio paths, or MusicQA .json/.jsonl (repeatable)")
     parser.add_argument("--question", "--questions", dest="question", nargs="+", action="extend",
@@ -78,7 +79,7 @@ def main(argv=None):
                              "as done on resume)")
     parser.add_argument("--merge", action="store_true",
                         help="only join OUTPUT and its part files from a torchrun run into OUTPUT (no model)")
-    add_model_arguments(parser, max_gen_len=256, temperature=0.0, top_p=1.0)
+    add_model_arguments(parser, max_gen_len=256, top_p=1.0)
     args = parser.parse_args(argv)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

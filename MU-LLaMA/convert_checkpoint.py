@@ -14,11 +14,12 @@ import argparse
 
 from llama.checkpoints import read_checkpoint
 from llama.checkpoints.safetensors import save_trained, trained_state
-from llama.cli import add_debug_argument, run_main
+from llama.cli import run_main
+from llama.flags import HelpFormatter, add_debug_argument
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("checkpoint", help="checkpoint.pth (original layout) or a .safetensors of this project")
     parser.add_argument("output", help="output .safetensors (the config goes to the same name with .json)")
     add_debug_argument(parser)

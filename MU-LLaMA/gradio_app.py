@@ -24,15 +24,8 @@ import gradio as gr
 import soundfile
 
 from llama import AudioError, MediaError, Request
-from llama.cli import (
-    add_model_arguments,
-    add_mumu_model_arguments,
-    load_model,
-    load_mumu_model,
-    positive_int,
-    run_main,
-    wants_mumu,
-)
+from llama.cli import load_model, load_mumu_model, run_main, wants_mumu
+from llama.flags import HelpFormatter, add_model_arguments, add_mumu_model_arguments, positive_int
 
 SAX = Path(importlib.util.find_spec("gradio").origin).parent / "media_assets" / "audio" / "sax.wav"
 EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
@@ -44,9 +37,10 @@ HISTORY_NOTE = ("The released model was trained on single questions: it has neve
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # The original demo's slider defaults.
-    add_model_arguments(parser, max_gen_len=1024, temperature=0.25, top_p=1.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    # The original demo's length and top-p; the project's one default temperature (greedy). A length beyond
+    # what the model's context leaves after the prompt is cut to that room (Pipeline).
+    add_model_arguments(parser, max_gen_len=1024, top_p=1.0)
     add_mumu_model_arguments(parser)
     parser.add_argument("--generate", action="store_true",
                         help="serve MuMu-LLaMA's music generation page (implied by a MuMu-LLaMA checkpoint or any "
@@ -55,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(audio_file=None, image_file=None, video_file=None)
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1", help="0.0.0.0 serves other machines too")
-    server.add_argument("--port", type=int, default=7860)
+    server.add_argument("--port", type=int, default=7860, help="the port the page is served on")
     server.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     server.add_argument("--concurrency", type=int, default=1,
                         help="requests answered at once (each holds its own KV cache); the rest wait in the queue")
@@ -179,12 +173,15 @@ def generate(pipeline, args, music_dir, audio, image, prompt, chat, seconds, max
     yield chat, ""  # the request shows while the model answers
     try:
         reply = pipeline.respond([Request(prompt, audio=clip, image=picture)], max_new_tokens=int(max_len),
-                                 temperature=temperature, top_p=top_p, seed=int(seed))[0]
-    except ValueError as e:  # e.g. a prompt plus max length beyond the model's context
+                                 temperature=temperature, top_p=top_p, seed=int(seed),
+                                 complete_audio=args.complete_audio_tokens)[0]
+    except ValueError as e:  # e.g. a prompt too long for the model's context
         yield chat + [say(f"Cannot answer: {e}")], ""
         return
     chat = chat + [say(reply.text)]
-    if reply.conditioning is None:  # a plain answer: no [AUD] tokens, no music asked for
+    if reply.music_note:  # no music, or music from a completed [AUD] set: said, never silent
+        chat = chat + [say(f"({reply.music_note[0].upper()}{reply.music_note[1:]}.)")]
+    if reply.conditioning is None:
         yield chat, ""
         return
     if decoder is None:
@@ -221,7 +218,8 @@ def sampling_controls(context: int, args):
     """The sampling accordion, starting at the flags' values: max length (prompt and answer must fit
     in `context`), temperature, top-p and seed."""
     with gr.Accordion("Sampling", open=False):
-        max_len = gr.Slider(1, context, value=min(args.max_gen_len, context), step=1, label="Max length (tokens)")
+        max_len = gr.Slider(1, context, value=min(args.max_gen_len, context), step=1,
+                            label="Max length (tokens; cut to what the context leaves after the prompt)")
         temperature = gr.Slider(0, max(1.0, args.temperature), value=args.temperature,
                                 label="Temperature (0 = greedy)")
         top_p = gr.Slider(0, 1, value=args.top_p, label="Top-p")

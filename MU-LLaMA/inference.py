@@ -15,6 +15,7 @@ batched call. MuMu-LLaMA: every --prompt is asked with the given --audio_file, -
 """
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -22,19 +23,13 @@ from pathlib import Path
 import soundfile
 
 import llama
-from llama.cli import (
-    UsageError,
-    add_model_arguments,
-    add_mumu_arguments,
-    load_model,
-    load_mumu_model,
-    run_main,
-    wants_mumu,
-)
+from llama.cli import UsageError, load_model, load_mumu_model, run_main, wants_mumu
+from llama.flags import HelpFormatter, add_model_arguments, add_mumu_arguments
+from llama.records import atomic_path
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--audio_path", nargs="+", help="one or more audio files (MU-LLaMA)")
     parser.add_argument("--question", nargs="+", help="one or more questions (default 'Describe the Audio')")
     add_model_arguments(parser)
@@ -56,8 +51,11 @@ def main(argv=None):
         for warning in warnings:
             print(f"inference.py: warning: {path}: {warning}", file=sys.stderr)
     pairs = [(path, q) for path in clips for q in questions]
-    answers = model.answer([clips[p] for p, _ in pairs], [q for _, q in pairs], max_new_tokens=args.max_gen_len,
-                           temperature=args.temperature, top_p=args.top_p, seed=args.seed) if pairs else []
+    try:
+        answers = model.answer([clips[p] for p, _ in pairs], [q for _, q in pairs], max_new_tokens=args.max_gen_len,
+                               temperature=args.temperature, top_p=args.top_p, seed=args.seed) if pairs else []
+    except ValueError as e:  # e.g. a question too long for the model's context
+        raise UsageError(str(e)) from None
     for (path, question), answer in zip(pairs, answers, strict=True):
         print(f"Audio File: {path}\nQ: {question}\nA: {answer}\n")
     for why in failed.values():
@@ -75,23 +73,48 @@ def answer_mumu(args):
     prompts = args.prompt or args.question or ["Generate a music"]
     if any(not p.strip() for p in prompts):
         raise UsageError("empty prompt: say what you want (a question, or e.g. --prompt 'Generate a music')")
+    check_output_dir(Path(args.output_dir))  # said before the model loads, not after it has answered
     image = llama.load_image(args.image_file) if args.image_file else None  # a bad image is said before loading
     model = load_mumu_model(args)
     if model.decoder is not None and args.music_seconds and args.music_seconds > model.decoder.max_seconds:
         raise UsageError(f"--music_seconds {args.music_seconds:g}: this decoder writes at most "
                          f"{model.decoder.max_seconds:g} s; ask for less")
     request, seconds = read_inputs(args, model, image)
-    replies = model.respond([llama.Request(p, request.audio, request.image, request.video) for p in prompts],
-                            max_new_tokens=args.max_gen_len, temperature=args.temperature, top_p=args.top_p,
-                            seed=args.seed)
-    failed = 0
+    try:
+        replies = model.respond([llama.Request(p, request.audio, request.image, request.video) for p in prompts],
+                                max_new_tokens=args.max_gen_len, temperature=args.temperature, top_p=args.top_p,
+                                seed=args.seed, complete_audio=args.complete_audio_tokens)
+    except ValueError as e:  # e.g. a prompt too long for the model's context
+        raise UsageError(str(e)) from None
+    failed = written = 0
     for i, (prompt, reply) in enumerate(zip(prompts, replies, strict=True)):
         print(f"Q: {prompt}\nA: {reply.text}")
-        if reply.conditioning is not None:
-            failed += not write_music(args, model, reply, seconds, i, prompt)
+        if reply.music_note:
+            print(f"inference.py: {reply.music_note}", file=sys.stderr)
+        try:
+            if reply.conditioning is not None:
+                ok = write_music(args, model, reply, seconds, i, prompt)
+                failed, written = failed + (not ok), written + ok
+        except KeyboardInterrupt:  # the answers already made are kept: print the rest, without their music
+            for prompt, reply in list(zip(prompts, replies, strict=True))[i + 1:]:
+                print(f"\nQ: {prompt}\nA: {reply.text}")
+            raise KeyboardInterrupt(f"{written} music files written before the interruption; the file being "
+                                    "written was not kept") from None
         print()
     if failed:
         sys.exit(1)
+
+
+def check_output_dir(out: Path) -> None:
+    """--output_dir must be a folder this process can write into (made if missing)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output_dir {out} is a file, not a folder: give a folder for the music")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--output_dir {out} cannot be made: {e.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--output_dir {out} is not writable by this user: give another folder")
 
 
 def read_inputs(args, model, image) -> tuple:
@@ -126,13 +149,17 @@ def write_music(args, model, reply, seconds: float, index: int, prompt: str) -> 
         print(f"inference.py: error: no music for {prompt!r}: {e}", file=sys.stderr)
         return False
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9]+", "-", prompt).strip("-")[:40] or "music"
     path = out / f"{index:03d}-{stem}.wav"
     n = 1
     while path.exists():  # never overwrite music an earlier run made
         path, n = out / f"{index:03d}-{stem}-{n}.wav", n + 1
-    soundfile.write(path, wave, model.decoder.sample_rate)
+    try:
+        with atomic_path(path) as tmp:  # a kill or a full disk leaves no partial file under the final name
+            soundfile.write(tmp, wave, model.decoder.sample_rate)
+    except (OSError, soundfile.LibsndfileError) as e:
+        print(f"inference.py: error: cannot write {path}: {e}", file=sys.stderr)
+        return False
     print(f"Music: {path} ({len(wave) / model.decoder.sample_rate:.1f} s, {model.decoder.sample_rate} Hz)")
     return True
 

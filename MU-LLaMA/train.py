@@ -15,13 +15,14 @@ from --pretrained_path) as the first line of every start, then one JSON object p
 import argparse
 import json
 
-from llama.cli import add_debug_argument, run_main
+from llama.cli import run_main
+from llama.flags import HelpFormatter, add_debug_argument
 from llama.training import TrainConfig, dry_run, parse_overrides, train
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--config", required=True, help="the training YAML config (e.g. configs/pretrain.yaml)")
     parser.add_argument("--llama_path", help="overrides llama_path")
     parser.add_argument("--output_dir", help="overrides output_dir")
     parser.add_argument("--pretrained_path", help="overrides pretrained_path (finetune)")

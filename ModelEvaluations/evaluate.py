@@ -33,6 +33,7 @@ if __name__ == "__main__" and "PYTHONHASHSEED" not in os.environ:
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
 
 from llama.evaluation import metrics  # noqa: E402
+from llama.flags import HelpFormatter
 
 CONSTANT = "constant"
 LIBRARIES = ("nltk", "rouge-score", "sacrebleu", "bert-score", "transformers", "torch")
@@ -68,21 +69,25 @@ def read_meta(path: Path) -> dict | None:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--references", required=True, type=Path, help="EvalMusicQA JSON list (or JSONL)")
     parser.add_argument("--predictions", required=True, nargs="+", metavar="NAME=FILE",
                         help="{audio_name: {question: answer}} JSON files, one per model")
-    parser.add_argument("--mode", choices=tuple(MODES), default="both")
+    parser.add_argument("--mode", choices=tuple(MODES), default="both",
+                        help="paper: the upstream script's metrics (character BLEU, METEOR, ROUGE-L and BERTScore "
+                             "recall); standard: corpus BLEU-1..4, sacreBLEU, METEOR, ROUGE-L F1, BERTScore F1; "
+                             "both: one table each")
     parser.add_argument("--bertscore_model", default="roberta-large", help="hub name or local folder")
     parser.add_argument("--bertscore_layer", type=int,
                         help="hidden layer (default: bert-score's for the model's name, 17 for roberta-large)")
     parser.add_argument("--bertscore_baseline", help="rescale baseline TSV for the standard mode (default: the one "
                                                      "bert-score ships for the model's name, if any)")
-    parser.add_argument("--bertscore_batch_size", type=int, default=64)
+    parser.add_argument("--bertscore_batch_size", type=int, default=64, help="sentence pairs per BERTScore batch")
     parser.add_argument("--device", help="BERTScore device (default: cuda if available)")
     parser.add_argument("--constant_answer", default=metrics.CONSTANT_ANSWER,
                         help="the baseline's answer to every question")
-    parser.add_argument("--output", type=Path, default=Path("results/metrics"))
+    parser.add_argument("--output", type=Path, default=Path("results/metrics"),
+                        help="folder for results.md, results.csv, results.json and per_pair.jsonl (overwritten)")
     args = parser.parse_args(argv)
     named = [spec.split("=", 1) if "=" in spec else (Path(spec).stem, spec) for spec in args.predictions]
     names = [name for name, _ in named]

@@ -11,11 +11,17 @@ divergence of a tagger's outputs against each request's reference, each beside i
 "reference" (generate_mumu.py's requests file does), or a text file of paths, one a line; without it,
 the references the generated records name. Relative paths are relative to the file that holds them.
 
-Beside the model's row every run reports two controls:
+Beside the model's row every run reports two controls, and a third with --shuffled:
   shuffled_control: the CLAP score and KL with each generated clip paired with another request's text
     and reference (a seeded derangement): what the metrics give a model that ignores the request.
   reference_halves: the FAD between two halves of the reference set (seeded split): what FAD is between
     two samples of the same music at this set size.
+  shuffled_requests: every metric (FAD with any embedder, CLAP score, KL) of the music generate_mumu.py
+    --shuffle_requests made (each request's inputs answered with another request's prompt), against the same
+    references: needs no CLAP model, so it reads offline.
+FAD is reported only where both sets hold at least --min_fad_clips clips (100 by default): on smaller sets
+it is dominated by its small-sample bias (a model's FAD can then "beat" the reference set's own halves), so
+the table says n/a and why instead of a number.
 llama/evaluation/generation_metrics.py says how each metric is computed. A file that cannot be read is named on stderr,
 left out and counted.
 
@@ -35,14 +41,16 @@ import numpy as np
 import torch
 import transformers
 
-from llama.cli import UsageError, add_debug_argument, positive_int, run_main
+from llama.cli import UsageError, run_main
 from llama.data.dataset import derangement, read_json_records
 from llama.evaluation import generation_metrics as gm
+from llama.flags import HelpFormatter, add_debug_argument, positive_int
 from llama.records import atomic_path, json_line
 
 AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
 LIBRARIES = ("torch", "transformers", "numpy", "scipy", "soundfile", "soxr")
-ROWS = ("model", "shuffled_control", "reference_halves")
+ROWS = ("model", "shuffled_control", "reference_halves", "shuffled_requests")
+MIN_FAD_CLIPS = 100
 NOTE = """\
 How to read this table:
 - `shuffled_control` scores the same generated clips, each paired with another request's text (CLAP score)
@@ -51,6 +59,8 @@ How to read this table:
 - `reference_halves` is the FAD between two random halves of the reference set: the FAD of two samples of
   the same music at this size. FAD is biased upward on small sets (each half holds half the clips), so a
   model's FAD is judged against this row, not against 0.
+- `shuffled_requests` is the music made for shuffled requests (generate_mumu.py --shuffle_requests), scored
+  like the model's: a model that follows its requests scores better on `model` than here.
 - CLAP score: cosine in [-1, 1], higher is closer. KL(reference || generated) of the tagger's outputs and
   FAD: lower is closer. One embedding per clip: not comparable with published frame-level VGGish FADs.
 """
@@ -99,11 +109,17 @@ def read_references(path: Path) -> list[Path]:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--generated", required=True, type=Path, help="generate_mumu.py's generated.jsonl, or a folder")
     parser.add_argument("--reference", type=Path, help="reference audio: a folder, a JSON/JSONL or a list file "
                         "(default: the references the generated records name)")
-    parser.add_argument("--metrics", nargs="+", choices=("fad", "clap_score"), default=["fad", "clap_score"])
+    parser.add_argument("--shuffled", type=Path, help="the generated.jsonl of generate_mumu.py --shuffle_requests "
+                        "over the same requests: scored as the model's row, as the shuffled_requests control")
+    parser.add_argument("--min_fad_clips", type=positive_int, default=MIN_FAD_CLIPS,
+                        help="FAD is reported only where both sets hold at least this many clips")
+    parser.add_argument("--metrics", nargs="+", choices=("fad", "clap_score"), default=["fad", "clap_score"],
+                        help="fad: Frechet audio distance of the generated clips to the references (with --embedder); "
+                             "clap_score: CLAP cosine of each clip and its request (needs --clap_path)")
     parser.add_argument("--embedder", choices=gm.EMBEDDERS, default="clap", help="FAD's clip embeddings")
     parser.add_argument("--mert_path", help="MERT folder, for --embedder mert")
     parser.add_argument("--clap_path", help="CLAP folder (e.g. laion/larger_clap_music), for the CLAP score, "
@@ -113,8 +129,10 @@ def parse_args(argv=None):
     parser.add_argument("--tags", nargs="+", default=list(gm.DEFAULT_TAGS), help="tag texts of the clap tagger")
     parser.add_argument("--seed", type=int, default=0, help="seeds the derangement, the halves and CLAP's crops")
     parser.add_argument("--batch_size", type=positive_int, default=16, help="clips embedded at once")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--output", type=Path, default=Path("results/generation_metrics"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu, cuda or cuda:N, for the embedders (the default: cuda where PyTorch sees a GPU)")
+    parser.add_argument("--output", type=Path, default=Path("results/generation_metrics"),
+                        help="folder for results.json, results.md and per_clip.jsonl (overwritten)")
     add_debug_argument(parser)
     return parser.parse_args(argv)
 
@@ -133,25 +151,35 @@ def halves(n: int, seed: int) -> tuple[list[int], list[int]]:
     return order[: n // 2], order[n // 2:]
 
 
-def fad_rows(embedder, items, references, args, failed) -> tuple[dict, dict]:
-    """FAD of the generated clips against the references and of one reference half against the other,
-    and the embeddings by path."""
-    generated, failed_gen = gm.embed_files(embedder, [it["output"] for it in items], args.batch_size, "generated")
-    refs, failed_ref = gm.embed_files(embedder, references, args.batch_size, "references")
-    failed.update(failed_gen | failed_ref)
-    if min(len(generated), len(refs)) < 2:
-        raise UsageError(f"FAD needs at least 2 readable clips on each side, got {len(generated)} generated and "
-                         f"{len(refs)} reference clips")
-    ref_rows = np.stack(list(refs.values()))
-    model = {"fad": gm.frechet_distance(np.stack(list(generated.values())), ref_rows),
-             "fad_clips": [len(generated), len(refs)]}
-    first, second = halves(len(ref_rows), args.seed)
-    control = {"fad": None, "fad_clips": [len(first), len(second)]}
-    if min(len(first), len(second)) < 2:  # reported, with why, rather than left out
-        control["fad_why"] = "needs at least 4 readable reference clips"
+def fad(a: np.ndarray, b: np.ndarray, min_clips: int) -> dict:
+    """The FAD row of two embedding sets: the value, or n/a with why when a set is below `min_clips`."""
+    row = {"fad": None, "fad_clips": [len(a), len(b)]}
+    if min(len(a), len(b)) < min_clips:  # reported, with why, rather than a number dominated by its bias
+        row["fad_why"] = f"fewer than {min_clips} clips in a set ({len(a)} / {len(b)}): too few for FAD"
     else:
-        control["fad"] = gm.frechet_distance(ref_rows[first], ref_rows[second])
-    return {"model": model, "reference_halves": control}, generated | refs
+        row["fad"] = gm.frechet_distance(a, b)
+    return row
+
+
+def fad_rows(embedder, sets: dict, references, args, failed) -> tuple[dict, dict]:
+    """FAD of each set of generated clips (`sets`: {row: items}) against the references and of one reference
+    half against the other, and the embeddings by path."""
+    refs, failed_ref = gm.embed_files(embedder, references, args.batch_size, "references")
+    failed.update(failed_ref)
+    if len(refs) < 2:
+        raise UsageError(f"FAD needs at least 2 readable reference clips, got {len(refs)}")
+    ref_rows = np.stack(list(refs.values()))
+    rows, embedded = {}, dict(refs)
+    for name, items in sets.items():
+        generated, failed_gen = gm.embed_files(embedder, [it["output"] for it in items], args.batch_size, name)
+        failed.update(failed_gen)
+        embedded.update(generated)
+        if len(generated) < 2:
+            raise UsageError(f"FAD needs at least 2 readable generated clips ({name}), got {len(generated)}")
+        rows[name] = fad(np.stack(list(generated.values())), ref_rows, args.min_fad_clips)
+    first, second = halves(len(ref_rows), args.seed)
+    rows["reference_halves"] = fad(ref_rows[first], ref_rows[second], args.min_fad_clips)
+    return rows, embedded
 
 
 def pair_rows(clap, items, args, failed, known: dict) -> tuple[dict, dict, list[dict]]:
@@ -218,12 +246,12 @@ def markdown(results: dict) -> str:
              f"- seed {settings['seed']}; versions: " + ", ".join(f"{k} {v}" for k, v in settings["versions"].items()),
              "", "| row | FAD | clips (generated / reference) | CLAP score | pairs | KL | pairs |",
              "|---|---|---|---|---|---|---|"]
-    for name in ROWS:
+    for name in (n for n in ROWS if n in results):
         row = results[name]
         clips = " / ".join(map(str, row["fad_clips"])) if "fad_clips" in row else ""
         lines.append(f"| {name} | {fmt(row.get('fad'))} | {clips} | {fmt(row.get('clap_score'))} | "
                      f"{row.get('clap_score_pairs', '')} | {fmt(row.get('kl'))} | {row.get('kl_pairs', '')} |")
-    missing = [f"- {name} {key.removesuffix('_why')}: n/a, {why}" for name in ROWS
+    missing = [f"- {name} {key.removesuffix('_why')}: n/a, {why}" for name in ROWS if name in results
                for key, why in results[name].items() if key.endswith("_why")]
     return "\n".join([*lines, "", *missing]).rstrip("\n") + "\n\n" + NOTE
 
@@ -233,21 +261,22 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def read_sets(args) -> tuple[list[dict], dict, list[Path]]:
-    """The generated records, the {id: error} of requests without music, and the reference files, each
-    checked against what the asked metrics need."""
-    for flag, path in (("--generated", args.generated), ("--reference", args.reference)):
+def read_sets(args, generated: Path | None = None) -> tuple[list[dict], dict, list[Path]]:
+    """The generated records (of --generated, or of `generated`), the {id: error} of requests without music,
+    and the reference files, each checked against what the asked metrics need."""
+    generated = generated or args.generated
+    for flag, path in (("--generated", generated), ("--reference", args.reference)):
         if path is not None and not path.exists():
             raise UsageError(f"{flag} {path}: no such file or folder")
-    items, errors = read_generated(args.generated)
+    items, errors = read_generated(generated)
     if not items:
-        raise UsageError(f"--generated {args.generated}: no generated clips in it"
+        raise UsageError(f"{generated}: no generated clips in it"
                          + (f" ({len(errors)} requests without music)" if errors else ""))
     if "clap_score" in args.metrics and any(not it["prompt"] for it in items):
-        raise UsageError(f"the CLAP score needs each clip's request text, which {args.generated} lacks: pass the "
+        raise UsageError(f"the CLAP score needs each clip's request text, which {generated} lacks: pass the "
                          "generated.jsonl of generate_mumu.py, or --metrics fad")
     if args.tagger and not any(it["reference"] for it in items):
-        raise UsageError(f"KL needs the requests' references, and no record of {args.generated} names one")
+        raise UsageError(f"KL needs the requests' references, and no record of {generated} names one")
     references = (read_references(args.reference) if args.reference
                   else list(dict.fromkeys(it["reference"] for it in items if it["reference"])))
     if "fad" in args.metrics and not references:
@@ -271,6 +300,7 @@ def settings_of(args) -> dict:
             "reference": str(args.reference) if args.reference else "named by records",
             "metrics": args.metrics, "embedder": args.embedder if "fad" in args.metrics else None,
             "mert_path": args.mert_path, "clap_path": args.clap_path, "tagger": args.tagger,
+            "shuffled": str(args.shuffled) if args.shuffled else None, "min_fad_clips": args.min_fad_clips,
             "tags": args.tags if args.tagger else None, "seed": args.seed, "device": args.device,
             "generation": json.loads(meta.read_text()) if meta.is_file() else None,
             "versions": {"python": platform.python_version(), **{lib: version(lib) for lib in LIBRARIES}}}
@@ -280,6 +310,9 @@ def main(argv=None):
     args = parse_args(argv)
     check_flags(args)
     items, errors, references = read_sets(args)
+    sets = {"model": items}
+    if args.shuffled:
+        sets["shuffled_requests"] = read_sets(args, args.shuffled)[0]
     transformers.utils.logging.disable_progress_bar()  # CLAP's loading bar
     # CLAP's feature extractor crops clips longer than its 10 s at random, with numpy's global RNG.
     np.random.seed(args.seed)
@@ -288,7 +321,7 @@ def main(argv=None):
     results, known, per_clip = {name: {} for name in ROWS}, {}, []
     if "fad" in args.metrics:
         embedder = gm.make_embedder(args.embedder, args.mert_path, clap, args.device)
-        rows, embedded = fad_rows(embedder, items, references, args, failed)
+        rows, embedded = fad_rows(embedder, sets, references, args, failed)
         for name, row in rows.items():
             results[name].update(row)
         known = embedded if args.embedder == "clap" else {}
@@ -296,6 +329,10 @@ def main(argv=None):
         rows, control, per_clip = pair_rows(clap, items, args, failed, known)
         results["model"].update(rows)
         results["shuffled_control"].update(control)
+        if args.shuffled:
+            results["shuffled_requests"].update(pair_rows(clap, sets["shuffled_requests"], args, failed, known)[0])
+    if not args.shuffled:
+        del results["shuffled_requests"]
     results["counts"] = counts_of(items, errors, references, failed)
     results["settings"] = settings_of(args)
     args.output.mkdir(parents=True, exist_ok=True)

@@ -27,14 +27,9 @@ import transformers
 from tqdm import tqdm
 
 import llama
-from llama.cli import (
-    BATCH_DTYPE_NOTE,
-    add_model_arguments,
-    load_model,
-    positive_int,
-    run_main,
-)
+from llama.cli import load_model, run_main
 from llama.data.dataset import derangement, load_records, report_source
+from llama.flags import BATCH_DTYPE_NOTE, HelpFormatter, add_model_arguments, positive_int
 from llama.records import atomic_path
 
 
@@ -65,19 +60,20 @@ def read_clips(model, paths: list[Path], loaded: dict, failed: dict, warned: dic
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--data", default="../MusicQA/MusicQA/EvalMusicQA.json", help="EvalMusicQA JSON/JSONL")
     parser.add_argument("--audio_root", help="folder of the clips (default: the data file's folder)")
-    parser.add_argument("--output", default="./results/mullama_data.json")
+    parser.add_argument("--output", default="./results/mullama_data.json",
+                        help="answers JSON, {audio_name: {question: answer}}; resumed if it exists")
     parser.add_argument("--batch_size", type=positive_int, default=16,
                         help="(clip, question) pairs decoded at once, with continuous batching"
                              + BATCH_DTYPE_NOTE)
     parser.add_argument("--queue_size", type=positive_int,
                         help="pairs read, encoded, queued and written at a time (default 8 x --batch_size)")
     parser.add_argument("--shuffle_audio", action="store_true", help="answer with another clip's audio (control)")
-    parser.add_argument("--shuffle_seed", type=int, default=0)
+    parser.add_argument("--shuffle_seed", type=int, default=0, help="seed of --shuffle_audio's clip derangement")
     parser.add_argument("--limit", type=int, help="answer only the first N pairs")
-    add_model_arguments(parser, max_gen_len=256, temperature=0.0, top_p=1.0)
+    add_model_arguments(parser, max_gen_len=256, top_p=1.0)
     args = parser.parse_args(argv)
 
     records, problems = load_records(args.data, args.audio_root)

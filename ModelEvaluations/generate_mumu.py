@@ -37,16 +37,9 @@ import transformers
 from tqdm import tqdm
 
 import llama
-from llama.cli import (
-    BATCH_DTYPE_NOTE,
-    UsageError,
-    add_model_arguments,
-    add_mumu_arguments,
-    load_mumu_model,
-    positive_int,
-    run_main,
-)
+from llama.cli import UsageError, load_mumu_model, run_main
 from llama.data.dataset import derangement, read_json_records
+from llama.flags import BATCH_DTYPE_NOTE, HelpFormatter, add_model_arguments, add_mumu_arguments, positive_int
 from llama.records import append_records, atomic_path, lock_output, read_jsonl
 
 DEFAULT_SECONDS = 10.0
@@ -151,15 +144,19 @@ def record_of(item: Item, args, **fields) -> dict:
 
 def make_music(model, item: Item, reply: llama.Reply, args, out: Path) -> dict:
     """The request's record: its music written to OUTPUT_DIR/{id}.wav, or why there is none."""
+    if reply.conditioning is None:  # the answer asked for no music, or its [AUD] set came incomplete
+        tqdm.write(f"no music for {item.id}: {reply.music_note}", file=sys.stderr)
+        return record_of(item, args, error=reply.music_note, answer=reply.text)
+    extra = {"note": reply.music_note} if reply.music_note else {}  # a completed [AUD] set
     try:
         wave = model.music(reply, seconds_of(item, args), conditioning=args.music_conditioning,
                            temperature=args.music_temperature, seed=args.seed)
-    except ValueError as e:  # no [AUD] tokens in the reply, a length the decoder cannot make
+    except ValueError as e:  # a length the decoder cannot make
         tqdm.write(f"no music for {item.id}: {e}", file=sys.stderr)
         return record_of(item, args, error=str(e), answer=reply.text)
     with atomic_path(out / f"{item.id}.wav") as tmp:  # a killed run leaves no half-written WAV
         soundfile.write(tmp, wave, model.decoder.sample_rate)
-    return record_of(item, args, output=f"{item.id}.wav", answer=reply.text)
+    return record_of(item, args, output=f"{item.id}.wav", answer=reply.text, **extra)
 
 
 def answer_batch(model, batch: list[Item], args, out: Path) -> list[dict]:
@@ -174,7 +171,7 @@ def answer_batch(model, batch: list[Item], args, out: Path) -> list[dict]:
     asked = [item for item in batch if item.id in requests]
     replies = model.respond([requests[item.id] for item in asked], max_new_tokens=args.max_gen_len,
                             temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                            batch_size=args.batch_size) if asked else []
+                            batch_size=args.batch_size, complete_audio=args.complete_audio_tokens) if asked else []
     for item, reply in zip(asked, replies, strict=True):
         records[item.id] = make_music(model, item, reply, args, out)
     return [records[item.id] for item in batch]
@@ -203,7 +200,7 @@ def load_checked(args, items: list[Item]):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, type=Path, help="requests: JSONL or a JSON list")
     parser.add_argument("--input_root", type=Path, help="folder the requests' files are relative to "
                         "(default: the data file's folder)")
@@ -212,8 +209,8 @@ def main(argv=None):
                              + BATCH_DTYPE_NOTE)
     parser.add_argument("--shuffle_requests", action="store_true",
                         help="control: answer each request's inputs with another request's prompt")
-    parser.add_argument("--shuffle_seed", type=int, default=0)
-    add_model_arguments(parser, max_gen_len=256, temperature=0.0, top_p=1.0)
+    parser.add_argument("--shuffle_seed", type=int, default=0, help="seed of --shuffle_requests' derangement")
+    add_model_arguments(parser, max_gen_len=256, top_p=1.0)
     add_mumu_arguments(parser)
     args = parser.parse_args(argv)
     single = [f"--{key}" for key in ("prompt", "audio_file", "image_file", "video_file") if getattr(args, key)]

@@ -23,6 +23,7 @@ from pathlib import Path
 import soundfile
 from tqdm import tqdm
 
+from llama.flags import HelpFormatter
 from llama.musicqa.annotate import OUTPUT_NAMES, finished_clips
 from llama.musicqa.sources import READERS
 from llama.records import atomic_path
@@ -63,7 +64,7 @@ def write_wav(source: Path, target: Path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--musiccaps", type=Path, help="MusicCaps folder (-> PretrainMusicQA.json)")
     parser.add_argument("--mtt", type=Path, help="MagnaTagATune folder (-> FinetuneMusicQA.json)")
     parser.add_argument("--mtg", type=Path, help="MTG-Jamendo folder (-> EvalMusicQA.json)")

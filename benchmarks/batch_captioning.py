@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from llama.captioning import SETTINGS, answer_pairs, find_pairs, read_records
-from llama.cli import add_model_arguments, load_model
+from llama.cli import load_model
 from llama.data.synthetic import make_dataset
+from llama.flags import HelpFormatter, add_model_arguments
 from llama.testing.benchmarking import LLAMA_2_7B, MERT_330M, describe_machine, random_mu_llama
 
 MIXED = ["What instrument is playing?", "Describe the music in detail", "Is the tempo slow or fast?",
@@ -37,7 +38,7 @@ MIXED = ["What instrument is playing?", "Describe the music in detail", "Is the 
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--shape", choices=["7b"], help="random weights at this shape instead of a model (GPU only)")
     parser.add_argument("--clips", type=int, help="clips to caption (default 64; 128 with --shape 7b)")
     parser.add_argument("--seconds", type=float, help="length of the synthetic clips (default 10; 30 with --shape 7b)")

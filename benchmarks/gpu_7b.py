@@ -21,6 +21,7 @@ import torch
 from llama import MERT, ModelArgs
 from llama.captioning import answer_pairs, read_records
 from llama.encoders.mert import hubert_config
+from llama.flags import HelpFormatter
 from llama.testing.benchmarking import MERT_330M, describe_machine, random_7b, random_mu_llama, sync, timed
 
 SHAPES = {
@@ -91,9 +92,11 @@ def mert_windows(shape: dict, device, dtypes=(torch.bfloat16, torch.float32)) ->
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="7b")
-    parser.add_argument("--device", default="cuda")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="7b",
+                        help="7b: LLaMA-2-7B and MERT-v1-330M shapes; tiny: toy shapes, fewer and shorter clips "
+                             "(smoke test)")
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cpu: with --shape tiny)")
     parser.add_argument("--dtype", default="bfloat16", help="LLaMA and bridge dtype (MERT: both bf16 and fp32)")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -49,6 +49,7 @@ from llama import (
 from llama.checkpoints.names import is_trained_key, to_upstream
 from llama.encoders.mert import hubert_config
 from llama.files import torch_load
+from llama.flags import HelpFormatter
 from llama.testing.benchmarking import MERT_330M, musicgen_config
 from llama.testing.upstream import write_m2ugen_checkpoint, write_upstream_checkpoint
 
@@ -229,12 +230,14 @@ def child(folder: Path, dtype: torch.dtype, kind: str):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--folder", type=Path, help="load this folder instead of writing a random one")
-    parser.add_argument("--shape", choices=SHAPES, default="1gb")
+    parser.add_argument("--shape", choices=SHAPES, default="1gb",
+                        help="LLaMA shape of the random checkpoint: 1gb (~1 GB in bf16) or 7b (LLaMA-2-7B); "
+                             "not with --folder")
     parser.add_argument("--mu_llama", action="store_true", help="a whole MU-LLaMA release, not a bare LLaMA")
     parser.add_argument("--mumu", action="store_true", help="a whole MuMu-LLaMA (M2UGen) release")
-    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--dtype", default="bfloat16", help="dtype the model is loaded in (bfloat16, float16, float32)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--write", type=Path, help=argparse.SUPPRESS)
     opts = parser.parse_args()

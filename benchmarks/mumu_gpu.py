@@ -29,6 +29,7 @@ from llama import MERT, ModelArgs, MuMuConfig, MuMuLLaMA, Tokenizer, generate
 from llama.encoders.mert import hubert_config
 from llama.encoders.vit import ViT
 from llama.encoders.vivit import ViViT
+from llama.flags import HelpFormatter
 from llama.multimodal import AUDIO_TOKENS
 from llama.pipeline import MuMuPipeline, Request
 from llama.testing.benchmarking import DECODERS, MERT_330M, musicgen_config
@@ -49,13 +50,13 @@ def size(module) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--decoder", choices=DECODERS, default="medium")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--tokens", type=int, default=64)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cpu: with --shape tiny)")
+    parser.add_argument("--decoder", choices=DECODERS, default="medium", help="MusicGen size")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the generated music, in seconds")
+    parser.add_argument("--tokens", type=int, default=64, help="greedy answer tokens decoded")
     parser.add_argument("--shape", choices=["7b", "tiny"], default="7b", help="tiny: a CPU check of this script")
-    parser.add_argument("--json")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     opts = parser.parse_args()
     device, bf16, tiny = torch.device(opts.device), torch.bfloat16, opts.shape == "tiny"
     cuda = device.type == "cuda"

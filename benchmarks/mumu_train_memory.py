@@ -20,6 +20,7 @@ from transformers import HubertModel, MusicgenForConditionalGeneration, ViTConfi
 
 from llama import ModelArgs, MuMuConfig, MuMuLLaMA, Transformer
 from llama.encoders.mert import hubert_config
+from llama.flags import HelpFormatter
 from llama.testing.benchmarking import MERT_330M, musicgen_config
 from llama.training.stages import STAGES, trained_names
 
@@ -48,9 +49,10 @@ def counts() -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--json")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4],
+                        help="GPU counts (FSDP processes) to compute the per-GPU memory for, one column each")
+    parser.add_argument("--json", help="also write the counts and rows to this JSON file")
     args = parser.parse_args()
     c = counts()
     rows = []

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from llama.assets import prepare_smollm2
+from llama.flags import HelpFormatter
 from llama.musicqa.annotate import ChatLLM, annotate
 from llama.musicqa.sources import Clip
 
@@ -29,10 +30,11 @@ DESCRIPTIONS = [
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=8)
-    parser.add_argument("--max_new_tokens", type=int, default=48)
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--clips", type=int, default=8, help="clips annotated per batch size (made-up descriptions)")
+    parser.add_argument("--max_new_tokens", type=int, default=48, help="most tokens the LLM writes per request")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8],
+                        help="clips per batch to time, one row each (the first is the speed-up baseline)")
     args = parser.parse_args()
     llm = ChatLLM(str(prepare_smollm2()), max_new_tokens=args.max_new_tokens)
     clips = [Clip(f"clip{i}", Path("unused.wav"), *reversed(DESCRIPTIONS[i % len(DESCRIPTIONS)]))

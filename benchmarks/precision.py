@@ -21,6 +21,7 @@ import torch
 from llama import Tokenizer, generate, load, load_llama
 from llama.cli import DEMO_PATHS
 from llama.data.synthetic import make_dataset
+from llama.flags import HelpFormatter
 from llama.precision import cpu_has_bf16_units, cpu_name, quantize_int8
 from llama.prompt import format_prompt
 
@@ -124,10 +125,14 @@ def demo(batches):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "ckpts" / "SmolLM2-135M-Instruct")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--new_tokens", type=int, default=32)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--model", type=Path, default=ROOT / "ckpts" / "SmolLM2-135M-Instruct",
+                        help="the text-only LLaMA-architecture folder of the SmolLM2 rows")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8],
+                        help="batch sizes to time decoding at, one column each (SmolLM2: the first N of 8 prompts; "
+                             "demo: 16 pairs, N at a time)")
+    parser.add_argument("--new_tokens", type=int, default=32,
+                        help="tokens decoded per text prompt (the demo's answers take as many as they have)")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, bf16 matrix units (AMX / AVX512-BF16): "

@@ -17,6 +17,7 @@ import time
 import torch
 
 from llama import ModelArgs, MULLaMA, MULLaMAConfig
+from llama.flags import HelpFormatter
 from llama.testing.tiny import random_transformer
 from llama.training.stages import set_trainable, trained_names
 
@@ -61,13 +62,14 @@ def measure(model: MULLaMA, batch: int, length: int, steps: int, device, dtype) 
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", choices=SHAPES, default="small")
-    parser.add_argument("--device", default="cpu")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--shape", choices=SHAPES, default="small",
+                        help="small: dim 1024, 8 layers; 7b: LLaMA-2-7B (random weights either way)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default="float32", help="frozen base weights and autocast dtype")
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=2, help="samples per training step")
     parser.add_argument("--length", type=int, default=128, help="tokens per sample")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps, after one warm-up step")
     parser.add_argument("--one", nargs=2, metavar=("PHASE", "CHECKPOINTING"), help=argparse.SUPPRESS)
     opts = parser.parse_args()
     dtype = getattr(torch, opts.dtype)

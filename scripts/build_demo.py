@@ -30,9 +30,10 @@ import soundfile
 
 import llama
 from llama.audio import SAMPLE_RATE
-from llama.cli import UsageError, add_debug_argument, positive_int, run_main
+from llama.cli import UsageError, run_main
 from llama.data import synthetic
 from llama.data.caches import build_cache
+from llama.flags import HelpFormatter, add_debug_argument, positive_int
 from llama.testing.tiny import write_tiny_mert
 from llama.training import TrainConfig, parse_overrides, train
 
@@ -62,17 +63,19 @@ def write_examples(folder: Path, seconds: float = 6.0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--out", default="outputs/demo", help="working folder (data, encoder, cache, training)")
     parser.add_argument("--export", default="demo", help="where the shipped files go")
-    parser.add_argument("--config", default="configs/demo-pretrain.yaml")
-    parser.add_argument("--llama_dir", default="ckpts/SmolLM2-135M-Instruct")
-    parser.add_argument("--clips", type=positive_int, default=3100)
-    parser.add_argument("--test_clips", type=positive_int, default=100)
+    parser.add_argument("--config", default="configs/demo-pretrain.yaml",
+                        help="train.py config (its paths and data are set by this script)")
+    parser.add_argument("--llama_dir", default="ckpts/SmolLM2-135M-Instruct", help="base LLM folder (and tokenizer)")
+    parser.add_argument("--clips", type=positive_int, default=3100, help="synthetic 3 s clips, test clips included")
+    parser.add_argument("--test_clips", type=positive_int, default=100,
+                        help="clips held out of training, for the quality table (fewer than --clips)")
     parser.add_argument("--audio_steps", type=int, default=1500, help="encoder training steps")
-    parser.add_argument("--audio_batch", type=int, default=32)
+    parser.add_argument("--audio_batch", type=int, default=32, help="clips per encoder training step")
     parser.add_argument("--audio_crop", type=float, default=1.5, help="seconds of each clip heard per encoder step")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of the encoder")
     parser.add_argument("--no_quality", action="store_true",
                         help="export the model without measuring its held-out quality table (EXPORT/quality.json)")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",

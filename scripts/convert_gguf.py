@@ -9,11 +9,12 @@ ckpts/SmolLM2-135M-Instruct. Quantized tensors are de-quantized to fp32.
 import argparse
 
 from llama.checkpoints.gguf import convert_gguf
-from llama.cli import add_debug_argument, run_main
+from llama.cli import run_main
+from llama.flags import HelpFormatter, add_debug_argument
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("gguf")
     parser.add_argument("out_dir")
     add_debug_argument(parser)

@@ -15,21 +15,25 @@ import json
 from pathlib import Path
 
 import llama
-from llama.cli import UsageError, add_debug_argument, resolve_model_paths, run_main
+from llama.cli import UsageError, resolve_model_paths, run_main
 from llama.data.synthetic import compare, markdown_table
+from llama.flags import HelpFormatter, add_debug_argument
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", help="none of --model/--llama_dir/--mert_path: the demo model (as inference.py)")
-    parser.add_argument("--llama_dir")
-    parser.add_argument("--llama_type", default="7B")
-    parser.add_argument("--mert_path")
+    parser.add_argument("--llama_dir", help="base LLaMA (Meta or HF format) + tokenizer (default: ./ckpts/LLaMA, "
+                        "or the demo model's)")
+    parser.add_argument("--llama_type", default="7B", help="subfolder of --llama_dir holding the base weights")
+    parser.add_argument("--mert_path", help="MERT checkpoint folder (default: ./ckpts/MERT-v1-330M, or the demo "
+                        "model's)")
     parser.add_argument("--data", required=True, help="folder written by data/synthetic.py (test.json, facts.json)")
     parser.add_argument("--kinds", nargs="+", help="question kinds to score (default: all)")
     parser.add_argument("--limit", type=int, help="score only the first N test questions")
-    parser.add_argument("--shuffle_seed", type=int, default=0)
-    parser.add_argument("--max_gen_len", type=int, default=24)
+    parser.add_argument("--shuffle_seed", type=int, default=0,
+                        help="seed of the derangement that gives each question another clip's audio")
+    parser.add_argument("--max_gen_len", type=int, default=24, help="most tokens an answer may have")
     parser.add_argument("--output", help="write the table as JSON here too")
     add_debug_argument(parser)
     args = parser.parse_args(argv)

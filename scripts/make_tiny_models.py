@@ -26,19 +26,20 @@ from llama.audio import SAMPLE_RATE
 from llama.data.caches import build_cache
 from llama.data.dataset import load_records
 from llama.data.synthetic import class_indices, make_dataset
+from llama.flags import HelpFormatter
 from llama.testing.tiny import train_tokenizer, write_tiny_llama, write_tiny_mert
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="outputs/tiny")
-    parser.add_argument("--clips", type=int, default=800)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--out", default="outputs/tiny", help="output folder (synthetic/, LLaMA/, MERT/, cache/)")
+    parser.add_argument("--clips", type=int, default=800, help="synthetic clips (the first fifth held out)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each clip, in seconds")
     parser.add_argument("--text_steps", type=int, default=250, help="causal-LM steps on the training text")
     parser.add_argument("--audio_steps", type=int, default=300, help="steps teaching the tiny MERT the facts")
     parser.add_argument("--audio_crop", type=float, default=1.5,
                         help="seconds of each clip the tiny MERT hears per step (a random excerpt; 0: the whole clip)")
     parser.add_argument("--template", default="alpaca", help="prompt template of the training runs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of the tiny models")
     args = parser.parse_args()
     out = Path(args.out)
     make_dataset(out / "synthetic", clips=args.clips, seconds=args.seconds, seed=args.seed)

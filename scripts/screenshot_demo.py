@@ -17,6 +17,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from llama.flags import HelpFormatter
+
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run", "--window-size=1280,1000"]
 
@@ -40,7 +42,7 @@ def screenshot(browser: webdriver.Chrome, url: str, out: str, timeout: float = 3
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("url", help="where gradio_app.py serves, e.g. http://127.0.0.1:7860")
     parser.add_argument("out", help="the PNG to write")
     args = parser.parse_args(argv)

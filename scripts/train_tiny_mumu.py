@@ -27,6 +27,7 @@ from llama.data.caches import FeatureCache, build_target_cache, build_vision_cac
 from llama.data.synthetic_mumu import COLOUR_MUSIC, check_stage1, check_stage2, check_stage3, make_mumu_dataset
 from llama.decoders import load_decoder
 from llama.encoders.vit import load_vit
+from llama.flags import HelpFormatter
 from llama.testing.decoders import write_tiny_musicgen
 from llama.testing.vision import write_tiny_vit
 from llama.training import TrainConfig, train
@@ -70,9 +71,10 @@ def stage_config(stage: int, tiny: Path, out: Path, **overrides) -> TrainConfig:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--tiny", default="outputs/tiny", help="the folder make_tiny_models.py wrote")
-    parser.add_argument("--out", default="outputs/tiny-mumu")
+    parser.add_argument("--out", default="outputs/tiny-mumu",
+                        help="working folder (data, tiny ViT and MusicGen, caches, stage1-3 checkpoints)")
     args = parser.parse_args(argv)
     tiny, out = Path(args.tiny).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

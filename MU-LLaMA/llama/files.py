@@ -11,8 +11,10 @@ import ctypes
 import hashlib
 import json
 import mmap
+import os
 import pickle
 import re
+import stat
 import zipfile
 from pathlib import Path
 
@@ -27,12 +29,13 @@ class CheckpointError(ValueError):
 
 
 def check_file(path: Path) -> None:
-    """Raise CheckpointError for a missing or empty file and for a Git LFS pointer file."""
+    """Raise CheckpointError for a missing, unreadable or empty file and for a Git LFS pointer file."""
     path = Path(path)
     if not path.exists():
         lost = path.is_symlink()  # an HF cache snapshot links to a blob that is gone
         hint = " (a broken link: the HF cache lost the file it points to; download it again)" if lost else ""
         raise CheckpointError(f"{path} does not exist{hint}")
+    check_readable(path)
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): the download failed or was interrupted; download it again")
@@ -45,6 +48,14 @@ def check_file(path: Path) -> None:
                 f"{path} is a Git LFS pointer ({size} bytes) standing for a {expected}-byte file: the repository was "
                 "cloned without git-lfs. Run `git lfs install && git lfs pull` inside it, or download the files "
                 "with `huggingface-cli download REPO --local-dir DIR`")
+
+
+def check_readable(path: Path) -> None:
+    """A file this user may not read is a permission problem, said as one (not a broken download)."""
+    if not os.access(path, os.R_OK):
+        mode = stat.filemode(path.stat().st_mode)
+        raise CheckpointError(f"{path} cannot be read by this user: permission denied ({mode}, owner uid "
+                              f"{path.stat().st_uid}); its owner can run `chmod a+r {path}`")
 
 
 def _truncation_hint(path: Path) -> str:

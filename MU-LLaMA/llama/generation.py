@@ -17,6 +17,9 @@ from .tokenizer import Tokenizer
 
 REFILL_FRACTION = 4  # free rows take new prompts once a quarter of the rows are free (see generate)
 
+TEMPERATURE = 0.0  # every interface's default: greedy, so that the same request gives the same answer
+
+
 
 @dataclass
 class Completion:

@@ -10,55 +10,24 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .audio import load_audio, quiet_warnings, wav_truncation
 from .decoders.base import decoder_input
-from .generation import generate
+from .generation import TEMPERATURE, generate
 from .media import load_image, load_video
 from .multimodal import MODALITIES, MultimodalLLaMA
 from .prompt import extract_answer, format_prompt
+from .replies import Reply, Request, audio_token_names, gather_audio_states
 from .tokenizer import Tokenizer
 
 MIN_SAMPLES = 400  # MERT-v1's receptive field, for a model built without its encoder
+MIN_ANSWER_TOKENS = 16  # a prompt must leave this much of the context: room for a sentence and [AUD0..7]
 
 
 STOP_RULES = ("default", "upstream")
-
-
-@dataclass
-class Request:
-    """One MuMu-LLaMA request: an instruction and any of a clip (mono, at the MERT rate), an image
-    ([3, H, W] in 0-1, media.load_image) and a video ([frames, H, W, 3] uint8, media.load_video)."""
-
-    prompt: str
-    audio: np.ndarray | None = None
-    image: np.ndarray | None = None
-    video: np.ndarray | None = None
-
-
-@dataclass
-class Reply:
-    text: str  # the answer; with [AUD0] .. [AUD7] in it when the model asked for music
-    tokens: list[int]
-    conditioning: torch.Tensor | None = None  # projector output [Q, out] when all eight [AUD] came in order
-
-
-def gather_audio_states(tokens: list[int], hidden: dict, audio_ids: list[int]) -> torch.Tensor | None:
-    """[8, dim] states of the [AUD] tokens when all eight came in order, as the original gathers them:
-    each token is compared with the next expected [AUDi]; a match is kept, anything else is ignored;
-    [AUD0], when expected, starts a new set."""
-    expected, states = 0, []
-    for step, token in enumerate(tokens):
-        if token == audio_ids[expected]:
-            if expected == 0:
-                states = []
-            states.append(hidden[step])
-            expected = (expected + 1) % len(audio_ids)
-    return torch.stack(states) if len(states) == len(audio_ids) else None
 
 
 class Pipeline:
@@ -159,17 +128,28 @@ class Pipeline:
             return self.tokenizer.decode(tokens[:tokens.index(self.newline)] if self.newline in tokens else tokens)
         return extract_answer(self.tokenizer.decode(tokens))
 
-    def _generate(self, prompts: list[str], features: dict, on_done=None, **sampling):
+    def _generate(self, prompts: list[str], features: dict, on_done=None, max_new_tokens: int = 256, **sampling):
+        """Answers within the model's context: max_new_tokens is cut to the room the longest prompt leaves; a
+        prompt leaving less than MIN_ANSWER_TOKENS is refused, its length said in tokens and characters."""
         model = self.model
         stop_ids, stop = self._stop()
         music = model.output_projector is not None
-        return generate(model.llama, self.tokenizer, [format_prompt(p, self.template) for p in prompts],
-                        adapters=model.adapters(features, len(prompts)), stop_ids=stop_ids, stop=stop,
-                        hidden_for=model.audio_token_ids if music else (), on_done=on_done, **sampling)
+        ids = [self.tokenizer.encode(format_prompt(p, self.template), bos=True) for p in prompts]
+        longest = max(range(len(ids)), key=lambda i: len(ids[i]))
+        room = self.max_seq_len - len(ids[longest])
+        if room < MIN_ANSWER_TOKENS:
+            chars = len(prompts[longest])
+            fits = int(chars * (self.max_seq_len - MIN_ANSWER_TOKENS) / len(ids[longest]))
+            raise ValueError(f"the prompt is too long: {len(ids[longest])} tokens ({chars} characters) with its "
+                             f"template, and this model's context holds {self.max_seq_len} tokens, "
+                             f"{MIN_ANSWER_TOKENS} of them kept for the answer; shorten it to about {fits} characters")
+        return generate(model.llama, self.tokenizer, ids, adapters=model.adapters(features, len(prompts)),
+                        stop_ids=stop_ids, stop=stop, hidden_for=model.audio_token_ids if music else (),
+                        on_done=on_done, max_new_tokens=min(max_new_tokens, room), **sampling)
 
     @torch.inference_mode()
     def answer(self, clips: Sequence, questions: Sequence[str], *, audio_mode: str | None = None,
-               max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
+               max_new_tokens: int = 256, temperature: float = TEMPERATURE, top_p: float = 1.0,
                seed: int | None = None, on_token=None, batch_size: int | None = None,
                on_answer: Callable[[int, str], None] | None = None) -> list[str]:
         """Answer each (clip, question) pair; a clip object passed several times is encoded once.
@@ -234,25 +214,42 @@ class Pipeline:
         yield result["answer"]
 
     @torch.inference_mode()
-    def respond(self, requests: Sequence[Request], *, max_new_tokens: int = 512, temperature: float = 0.0,
-                top_p: float = 1.0, seed: int | None = None, batch_size: int | None = None) -> list[Reply]:
+    def respond(self, requests: Sequence[Request], *, max_new_tokens: int = 512, temperature: float = TEMPERATURE,
+                top_p: float = 1.0, seed: int | None = None, batch_size: int | None = None,
+                complete_audio: bool = False) -> list[Reply]:
         """Answer requests in one KV-cached decoding, `batch_size` at once (default: all) with continuous
         batching; where a reply holds [AUD0..7] in order (a model with music output), `conditioning` is the
-        projector output for the music decoder."""
+        projector output for the music decoder. complete_audio: a reply that began an [AUD] set but did not
+        finish it in order gets the whole set (replies.py); `Reply.music_note` says so either way."""
         if any(not r.prompt.strip() for r in requests):
             raise ValueError("empty prompt: say what you want (a question, or e.g. 'Generate a music')")
         model = self.model
-        completions = self._generate([r.prompt for r in requests], self.encode_inputs(requests),
-                                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                     batch_size=batch_size)
+        features = self.encode_inputs(requests)
+        completions = self._generate([r.prompt for r in requests], features, max_new_tokens=max_new_tokens,
+                                     temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
         replies = []
-        for c in completions:
-            states = None
+        for i, c in enumerate(completions):
+            reply = Reply(self._text(c.tokens), c.tokens)
             if model.output_projector is not None:
+                reply.audio_tokens = audio_token_names(c.tokens, model.audio_token_ids)
                 states = gather_audio_states(c.tokens, c.hidden, model.audio_token_ids)
-            conditioning = None if states is None else model.project(states[None])[0]
-            replies.append(Reply(self._text(c.tokens), c.tokens, conditioning))
+                if states is None and complete_audio and reply.audio_tokens:
+                    states = self._completed_audio_states(requests[i].prompt, c.tokens,
+                                                          {m: f[i:i + 1] for m, f in features.items()})
+                    reply.completed = True
+                reply.conditioning = None if states is None else model.project(states[None])[0]
+            replies.append(reply)
         return replies
+
+    def _completed_audio_states(self, prompt: str, tokens: list[int], features: dict) -> torch.Tensor:
+        """[8, dim] states predicting [AUD0] .. [AUD7] after the answer up to its first [AUD] token."""
+        model, ids = self.model, self.model.audio_token_ids
+        first = next(k for k, t in enumerate(tokens) if t in ids)
+        prompt_ids = self.tokenizer.encode(format_prompt(prompt, self.template), bos=True)
+        sequence = torch.tensor([prompt_ids + tokens[:first] + ids], device=model.prefix_query.weight.device)
+        _, hidden = model.llama(sequence, adapters=model.adapters(features, 1), hidden=True)
+        start = len(prompt_ids) + first - 1  # the position predicting [AUD0]
+        return hidden[0, start:start + len(ids)]
 
     def music(self, reply: Reply, seconds: float, conditioning: str = "text", temperature: float | None = None,
               seed: int | None = None, **options) -> np.ndarray:
@@ -265,7 +262,7 @@ class Pipeline:
         if self.decoder is None:
             raise ValueError("no music decoder loaded: pass --music_decoder_path (and --music_decoder)")
         if reply.conditioning is None:
-            raise ValueError("the reply holds no complete [AUD0] .. [AUD7] sequence: no music was asked for")
+            raise ValueError(reply.music_note)
         sampling = {"seed": seed, **options}
         if temperature is not None:  # MusicGen's
             sampling["temperature"] = temperature

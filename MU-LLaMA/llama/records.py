@@ -51,6 +51,14 @@ def read_jsonl(path: Path, repair: bool = False) -> list[tuple[int, object]]:
     return lines
 
 
+def make_readable(path: Path) -> None:
+    """Give a written file the permissions the umask allows (a library writing through a private temporary
+    file may leave it readable by its owner only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path) -> Iterator[Path]:
     """A temporary name beside `path` (`name.tmp.suffix`) to write to, renamed to `path` when the block
@@ -59,6 +67,7 @@ def atomic_path(path) -> Iterator[Path]:
     tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
     try:
         yield tmp
+        make_readable(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -11,8 +11,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..files import CheckpointError, check_file, read_json, safetensors_keys, safetensors_load, torch_load
+from ..files import (
+    CheckpointError,
+    check_file,
+    check_readable,
+    read_json,
+    safetensors_keys,
+    safetensors_load,
+    torch_load,
+)
 from ..model import ModelArgs, is_added_parameter
+from ..records import make_readable
 from .meta import pop_rotary
 
 # (HF name, Meta name); {} stands for the layer index.
@@ -131,6 +140,9 @@ def _hf_weight_files(folder: Path) -> list[Path]:
             sets.append((single, [folder / single]))
     problems = []
     for name, files in sets:
+        for file in files:
+            if file.exists():
+                check_readable(file)  # a permission problem is said as one, whichever set it is in
         try:
             for file in files:  # a safetensors header must also cover the file's size: read it (it is small)
                 safetensors_keys(file) if file.suffix == ".safetensors" else check_file(file)
@@ -162,3 +174,4 @@ def save_hf(state: dict, args: ModelArgs, folder: Path, **config_extra):
     dtype = str(next(iter(hf.values())).dtype).removeprefix("torch.")
     (folder / "config.json").write_text(json.dumps(hf_config(args, dtype=dtype, **config_extra), indent=2))
     save_file(hf, folder / "model.safetensors", metadata={"format": "pt"})
+    make_readable(folder / "model.safetensors")  # safetensors writes owner-only; other users load it too

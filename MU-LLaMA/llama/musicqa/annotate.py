@@ -200,22 +200,24 @@ def main(source: str, argv=None):
     import argparse
     import time
 
+    from ..flags import HelpFormatter
     from .sources import READERS
 
-    parser = argparse.ArgumentParser(description=f"{source}: question-answer records for every clip, with an LLM. "
-                                     + __doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(description=f"{source}: question-answer records for every clip, with an LLM.\n\n"
+                                     + __doc__.split("\n\n")[1], formatter_class=HelpFormatter)
     parser.add_argument("--dir", required=True, help=f"the {source} folder (metadata file and audio)")
     parser.add_argument("--output", help=f"JSONL output (default DIR/{OUTPUT_NAMES[source]})")
     parser.add_argument("--llm", default="mosaicml/mpt-7b-chat", help="HF model name or local folder")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N, where the LLM runs")
     parser.add_argument("--dtype", default="auto", help="auto: bfloat16 on GPU, float32 on CPU")
     parser.add_argument("--batch_size", type=int, default=8, help="clips whose requests are queued together")
     parser.add_argument("--decode_batch", type=int, default=16,
                         help="requests decoded at once, with continuous batching (LLaMA-architecture LLMs)")
     parser.add_argument("--limit", type=int, help="only the first N clips")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="sampling seed of the LLM (a retry draws a new sample)")
     parser.add_argument("--retries", type=int, default=5, help="new samples for an output that does not parse")
-    parser.add_argument("--max_new_tokens", type=int, default=768)
+    parser.add_argument("--max_new_tokens", type=int, default=768, help="most tokens the LLM writes per request")
     parser.add_argument("--prompting", choices=PROMPTING, default="list",
                         help="list: numbered lists, 2 requests per clip (7B chat models); item: one request per "
                              "answer and question (small models such as SmolLM2-135M)")
