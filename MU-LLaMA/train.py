@@ -18,6 +18,7 @@ import json
 from llama.cli import run_main
 from llama.flags import HelpFormatter, add_debug_argument
 from llama.training import TrainConfig, dry_run, parse_overrides, train
+from llama.training.distributed import shutdown_distributed
 
 
 def main(argv=None):
@@ -44,7 +45,10 @@ def main(argv=None):
     if args.dry_run:
         print(json.dumps(dry_run(config), indent=2))
         return
-    train(config, resume=args.resume)
+    try:
+        train(config, resume=args.resume)
+    finally:
+        shutdown_distributed()
 
 
 if __name__ == "__main__":

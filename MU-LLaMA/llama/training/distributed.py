@@ -23,6 +23,13 @@ def init_distributed() -> tuple[int, int, int]:
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 
+def shutdown_distributed() -> None:
+    """Close the process group before the process exits: exiting with gloo's threads still running aborts
+    a rank now and then ("terminate called without an active exception", exit -6)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def distribute(model: torch.nn.Module, encoders: list, fsdp: bool, world: int, local_rank: int,
                device: str) -> torch.nn.Module:
     """What the training loop calls: the model itself on one process; with several, a DDP replica of
