@@ -82,6 +82,23 @@ def generate(pipe, requests, batch_size: int, seed: int, temperature: float = 0.
     return replies, waves
 
 
+def score_requests(pipe, judge, requests: list[dict], batch_size: int, seed: int,
+                   temperature: float = 0.0) -> tuple[dict, list]:
+    """Text -> music requests ({"prompt", "facts"}): music made, and each judged fact heard as asked and
+    against a shuffled request's facts (a seeded derangement); with the replies."""
+    from llama.pipeline import Request
+
+    replies, waves = generate(pipe, [Request(r["prompt"]) for r in requests], batch_size, seed, temperature)
+    heard = [judge([w])[0] if w is not None else None for w in waves]
+    other = [requests[j] for j in derangement(len(requests), seed)]
+    row = {"n": len(requests), "music_made": share(w is not None for w in waves)}
+    for fact in JUDGED:
+        for suffix, against in (("", requests), ("_shuffled", other)):
+            row[fact + suffix] = share(h is not None and h[fact] == r["facts"][fact]
+                                       for h, r in zip(heard, against, strict=True))
+    return row, replies
+
+
 def check_generation(pipe, data, cache, batch_size: int = 16, seed: int = 0, questions: int = 200) -> dict:
     """The demo's quality table on the held-out requests of data/synthetic_requests.py (folder `data`),
     judged by probes on `cache` (the clips' features by pipe's encoder)."""
@@ -98,14 +115,7 @@ def check_generation(pipe, data, cache, batch_size: int = 16, seed: int = 0, que
     result = {"probe_ceiling": judge.ceiling, "chance": {f: 1 / len(c) for f, c in JUDGED.items()}}
 
     texts = [t for t in tests if t["kind"] == "generate"]
-    replies, waves = generate(pipe, [Request(t["prompt"]) for t in texts], batch_size, seed)
-    heard = [judge([w])[0] if w is not None else None for w in waves]
-    other = [texts[j] for j in derangement(len(texts), seed)]
-    row = {"n": len(texts), "music_made": share(w is not None for w in waves)}
-    for fact in JUDGED:
-        for suffix, against in (("", texts), ("_shuffled", other)):
-            row[fact + suffix] = share(h is not None and h[fact] == t["facts"][fact]
-                                       for h, t in zip(heard, against, strict=True))
+    row, replies = score_requests(pipe, judge, texts, batch_size, seed)
     row["examples"] = [{"prompt": t["prompt"], "answer": r.text} for t, r in zip(texts[:3], replies, strict=False)]
     result["text_to_music"] = row
 
@@ -166,16 +176,7 @@ def check_phrasings(pipe, heldout: dict, data, cache, batch_size: int = 16, seed
     judge = Judge(pipe.model.mert, cache, facts, names[len(held):], held)
     result = {"temperature": temperature, "chance": {f: 1 / len(c) for f, c in JUDGED.items()}}
 
-    requests = heldout["requests"]
-    _, waves = generate(pipe, [Request(r["prompt"]) for r in requests], batch_size, seed, temperature)
-    heard = [judge([w])[0] if w is not None else None for w in waves]
-    other = [requests[j] for j in derangement(len(requests), seed)]
-    row = {"n": len(requests), "music_made": share(w is not None for w in waves)}
-    for fact in JUDGED:
-        for suffix, against in (("", requests), ("_shuffled", other)):
-            row[fact + suffix] = share(h is not None and h[fact] == r["facts"][fact]
-                                       for h, r in zip(heard, against, strict=True))
-    result["requests"] = row
+    result["requests"] = score_requests(pipe, judge, heldout["requests"], batch_size, seed, temperature)[0]
 
     edits = heldout["edits"]
     # held-out clips first; a tiny set may need a training clip (or, failing all, one already so)

@@ -79,7 +79,8 @@ def load_encoder_weights(model: torch.nn.Module, state: dict, folder: Path) -> N
 class VisionEncoder(torch.nn.Module):
     """A frozen transformers vision model and its processor (ViT, ViViT): `features(inputs)` -> [B, tokens,
     width], the last hidden states, fp32 on the CPU. A subclass says how many tokens it gives, which
-    inputs it takes (`check`) and how its processor turns a chunk of them into pixel values (`pixels`)."""
+    inputs it takes (`check`) and how its processor turns a chunk of them into pixel values (`pixels`).
+    `tokens`, `check` and `pixels` are each subclass's."""
 
     batch_size = 16
 
@@ -87,10 +88,6 @@ class VisionEncoder(torch.nn.Module):
         super().__init__()
         self.model = model
         self.processor = processor
-
-    @property
-    def tokens(self) -> int:
-        raise NotImplementedError
 
     @property
     def width(self) -> int:
