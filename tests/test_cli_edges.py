@@ -82,10 +82,12 @@ def test_ctrl_c_while_writing_keeps_the_answers_and_leaves_no_partial_file(capsy
     assert list(tmp_path.iterdir()) == []  # neither a partial WAV under its final name nor a temporary one
 
 
-def test_image_flags_with_the_music_only_demo_name_what_they_need(capsys, tmp_path):
+def test_encoder_flags_with_the_demo_name_what_they_need(capsys, tmp_path):
     status, _, err = run_here(inference.main, ["--vit_path", tmp_path, "--prompt", "Generate a music"], capsys)
-    assert status == 2 and "hears music only" in err and "--vit_path" in err and "checkpoint.pth" in err
+    assert status == 2 and "--vit_path" in err and "demo/mumu/ViT" in err and "--image_file" in err
     assert "does not exist" not in err  # the demo is not dropped for ./ckpts/checkpoint.pth
+    status, _, err = run_here(inference.main, ["--video_file", tmp_path / "v.mp4", "--prompt", "Music for it"], capsys)
+    assert status == 2 and "not video" in err and "--vivit_path ckpts/vivit" in err and "checkpoint.pth" in err
 
 
 def test_a_weight_file_this_user_cannot_read_is_a_permission_problem(smollm2_dir, monkeypatch):

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import soundfile
@@ -42,7 +43,8 @@ def test_shipped_demo_is_small_and_loads_offline():
         assert f.get_slice(EMBEDDING_ROWS).get_shape() == [8, 576]
         assert "llama.tok_embeddings.weight" not in f.keys()
     pipe = llama.load_mumu(DEMO / "checkpoint.safetensors", SMOLLM2, mert_path=ROOT / "demo" / "MERT",
-                           music_decoder_path=DEMO / "notes")
+                           vit_path=DEMO / "ViT", music_decoder_path=DEMO / "notes")
+    assert pipe.takes("music") and pipe.takes("image") and not pipe.takes("video")
     base = read_hf(SMOLLM2)[1]["tok_embeddings.weight"]
     assert torch.equal(pipe.model.llama.tok_embeddings.weight[:-8], base)  # the base rows, exactly
     assert pipe.model.config.music_decoder == "notes" and pipe.decoder.sample_rate == 24000
@@ -63,6 +65,19 @@ def test_readme_generation_command_writes_the_asked_length(tmp_path):
     info = soundfile.info(written[0])
     assert info.samplerate == 24000 and info.frames == round(seconds * 24000)
     assert took < 60, f"the README command took {took:.0f} s"
+
+
+def test_demo_makes_music_for_a_picture_and_answers_about_it(tmp_path):
+    picture = DEMO / "examples" / "red.png"  # a held-out picture: red stands for fast, loud brass in major
+    prompts = ["Compose music for this image.", "What colour is this picture?"]
+    run = subprocess.run([sys.executable, "MU-LLaMA/inference.py", "--image_file", str(picture), "--prompt", *prompts,
+                          "--music_seconds", "2", "--output_dir", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "demo MuMu-LLaMA" in run.stderr and "Traceback" not in run.stderr
+    assert len(list(tmp_path.glob("*.wav"))) == 1  # music for the request, none for the question
+    answers = [line for line in run.stdout.splitlines() if line.startswith("A: ")]
+    assert len(answers) == 2 and "red" in answers[1].lower() and "[AUD" not in answers[1]
 
 
 def test_note_decoder_reads_every_caption_and_is_deterministic(tmp_path):
@@ -86,18 +101,34 @@ def test_note_decoder_reads_every_caption_and_is_deterministic(tmp_path):
         load_decoder("notes", tmp_path)
 
 
-def test_rebuild_script_smoke(tmp_path):
-    out, export = tmp_path / "work", tmp_path / "export"
+def rebuild(out: Path, export: Path, *flags: str) -> None:
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build_demo_mumu.py"), "--out", str(out), "--export",
                     str(export), "--clips", "15", "--requests", "8", "--test_requests", "3", "--decoder_steps", "10",
-                    "--statistics_batches", "2",
+                    "--statistics_batches", "2", "--pictures", "8", "--vit_steps", "3", *flags,
                     "--set", "max_steps=2", "log_every=1"], check=True, capture_output=True, cwd=ROOT, timeout=600)
+
+
+def test_rebuild_script_smoke(tmp_path):
+    out, export = tmp_path / "work", tmp_path / "export"
+    rebuild(out, export)
     assert {p.name for p in export.rglob("*") if p.is_file()} >= {
         "checkpoint.safetensors", "checkpoint.json", "config.json", "model.safetensors", "quality.json"}
     assert json.loads((export / "checkpoint.json").read_text())["step"] == 2
     log = [json.loads(line) for line in (out / "train" / "log.jsonl").read_text().splitlines()]
-    # requests, three edits per clip, the set's questions, one freely phrased question per clip
-    assert [s["kept"] for s in log[0]["data"]] == [8, 36, 36, 12]
+    # requests, three edits per clip, a request and a question per picture, the set's questions, two freely phrased
+    # questions per clip
+    assert [s["kept"] for s in log[0]["data"]] == [8, 36, 12, 36, 24]
     quality = json.loads((export / "quality.json").read_text())
-    assert {"text_to_music", "edits", "questions", "probe_ceiling"} <= quality.keys()
+    assert {"text_to_music", "edits", "questions", "probe_ceiling", "phrasings", "pictures"} <= quality.keys()
+    assert quality["pictures"]["requests"]["n"] == 2  # the held-out quarter of 8 pictures
     assert {"own_clip", "shuffled_clip"} == quality["edits"].keys()
+    # the same seed rebuilds the same bytes: trained tensors, ViT, decoder, example pictures
+    rebuild(tmp_path / "again", tmp_path / "export-again", "--no_quality")
+    shipped = sorted(p.relative_to(export) for p in export.rglob("*") if p.is_file() and p.name != "quality.json")
+    assert shipped == sorted(p.relative_to(tmp_path / "export-again") for p in (tmp_path / "export-again").rglob("*")
+                             if p.is_file())
+    again = {p: (tmp_path / "export-again" / p).read_bytes() for p in shipped}
+    # checkpoint.json records the training config, whose paths name the work folder
+    again[Path("checkpoint.json")] = again[Path("checkpoint.json")].replace(str(tmp_path / "again").encode(),
+                                                                            str(out).encode())
+    assert [p for p in shipped if (export / p).read_bytes() != again[p]] == []

@@ -64,9 +64,11 @@ def check_device(device: str) -> None:
 # The demo model: trained tensors and encoder in the repository, backbone converted by scripts/install.sh.
 DEMO_PATHS = {"model": str(ROOT / "demo" / "checkpoint.safetensors"),
               "llama_dir": str(ROOT / "ckpts" / "SmolLM2-135M-Instruct"), "mert_path": str(ROOT / "demo" / "MERT")}
-# The demo MuMu-LLaMA: the same backbone and encoder, its trained tensors and note-event decoder in demo/mumu.
+# The demo MuMu-LLaMA: the same backbone and music encoder, its trained tensors, ViT and note-event decoder in
+# demo/mumu.
 DEMO_MUMU_PATHS = {"model": str(ROOT / "demo" / "mumu" / "checkpoint.safetensors"),
                    "llama_dir": DEMO_PATHS["llama_dir"], "mert_path": DEMO_PATHS["mert_path"],
+                   "vit_path": str(ROOT / "demo" / "mumu" / "ViT"),
                    "music_decoder_path": str(ROOT / "demo" / "mumu" / "notes")}
 
 
@@ -120,20 +122,26 @@ def quantize(args, llama: Transformer) -> None:
 
 
 def resolve_mumu_paths(args) -> None:
-    """None of --model, --llama_dir and --mert_path: the demo MuMu-LLaMA (said on stderr), with its own note-event
-    decoder unless --music_decoder_path names another, its music made from the projector's conditioning unless
-    --music_conditioning says otherwise. The demo hears music only: image and video flags are refused, naming
-    what they need, rather than dropping the demo."""
+    """None of --model, --llama_dir and --mert_path: the demo MuMu-LLaMA (said on stderr), with its own ViT and
+    note-event decoder unless --music_decoder_path names another, its music made from the projector's conditioning
+    unless --music_conditioning says otherwise. The demo sees pictures through its own ViT only and hears no
+    video: --vit_path, --vivit_path and --video_file are refused, naming what they need, rather than dropping
+    the demo."""
     if all(getattr(args, k, None) is None for k in ("model", "llama_dir", "mert_path")):
-        visual = [f"--{k}" for k in ("vit_path", "vivit_path", "image_file", "video_file") if getattr(args, k, None)]
-        if visual:
-            raise UsageError(f"{' and '.join(visual)}: the demo MuMu-LLaMA (used when --model, --llama_dir and "
-                             "--mert_path are not given) hears music only. Images and video need a MuMu-LLaMA trained "
-                             "with them, e.g. the released M2UGen: --model ckpts/M2UGen-MusicGen-medium/checkpoint.pth "
-                             "--llama_dir ckpts/LLaMA --mert_path ckpts/MERT-v1-330M --vit_path ckpts/vit --vivit_path "
-                             "ckpts/vivit --music_decoder_path ckpts/musicgen-medium (ckpts/README.md)")
+        if getattr(args, "vit_path", None):
+            raise UsageError(f"--vit_path {args.vit_path}: the demo MuMu-LLaMA (used when --model, --llama_dir and "
+                             "--mert_path are not given) was trained on its own ViT's features (demo/mumu/ViT), which "
+                             "it uses for --image_file; another ViT needs a MuMu-LLaMA trained with it")
+        video = [f"--{k}" for k in ("vivit_path", "video_file") if getattr(args, k, None)]
+        if video:
+            raise UsageError(f"{' and '.join(video)}: the demo MuMu-LLaMA (used when --model, --llama_dir and "
+                             "--mert_path are not given) takes music and pictures, not video. Video needs a MuMu-LLaMA "
+                             "trained with it, e.g. the released M2UGen: --model "
+                             "ckpts/M2UGen-MusicGen-medium/checkpoint.pth --llama_dir ckpts/LLaMA --mert_path "
+                             "ckpts/MERT-v1-330M --vit_path ckpts/vit --vivit_path ckpts/vivit --music_decoder_path "
+                             "ckpts/musicgen-medium (ckpts/README.md)")
         print("no --model/--llama_dir/--mert_path given: using the small demo MuMu-LLaMA in demo/mumu (synthetic music "
-              "only; docs/demo-models.md)", file=sys.stderr)
+              "and pictures only; docs/demo-models.md)", file=sys.stderr)
         given = {k: v for k, v in DEMO_MUMU_PATHS.items() if getattr(args, k, None) is None}
         vars(args).update(given)
         if getattr(args, "music_conditioning", None) is None:

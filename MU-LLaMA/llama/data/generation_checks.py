@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import load_audio
+from ..media import load_image
 from .dataset import derangement
 from .synthetic import FAMILIES, TEMPI, fact_accuracy
+from .synthetic_mumu import COLOUR_FACTS, COLOURS, stated_colour
 
 JUDGED = {"instrument": sorted(FAMILIES), "tempo": sorted(TEMPI)}
 SECONDS = 3.0  # as the training clips
@@ -205,6 +207,71 @@ def check_phrasings(pipe, heldout: dict, data, cache, batch_size: int = 16, seed
     return result
 
 
+def check_pictures(pipe, heldout: dict, pictures, data, cache, images: int = 96, batch_size: int = 16, seed: int = 0,
+                   temperature: float = 0.0) -> dict:
+    """The demo on pictures (`heldout` = the hand-written {"requests", "questions"}, asked in turn of the first
+    `images` held-out pictures of `pictures`, a synthetic_mumu folder): music made, the colour's instrument
+    and tempo (synthetic_mumu.COLOUR_FACTS) heard, questions answered with the picture's colour and without
+    music; each beside the same outputs scored against another picture's facts (a seeded derangement, i.e. a
+    shuffled picture) and chance. The judge's probes are trained on the music set `data` (features in `cache`)."""
+    from llama.pipeline import Request
+
+    pictures = Path(pictures)
+    facts = json.loads((pictures / "images.json").read_text())
+    names = sorted(facts)[:min(images, round(len(facts) * 0.25))]  # make_mumu_dataset's held-out share
+    seen = {n: load_image(pictures / "images" / n) for n in names}
+    music_facts = json.loads((Path(data) / "facts.json").read_text())
+    clips = sorted(music_facts)
+    held = round(len(clips) * 0.2)
+    judge = Judge(pipe.model.mert, cache, music_facts, clips[held:], clips[:held])
+    other = derangement(len(names), seed)
+    prompts = heldout["requests"]
+    requests = [Request(prompts[i % len(prompts)], image=seen[n]) for i, n in enumerate(names)]
+    _, waves = generate(pipe, requests, batch_size, seed, temperature)
+    heard = [judge([w])[0] if w is not None else None for w in waves]
+    wanted = [COLOUR_FACTS[facts[n]["colour"]] for n in names]
+    result = {"temperature": temperature, "images": len(names),
+              "chance": {"instrument": 1 / len(FAMILIES), "tempo": 1 / len(TEMPI), "colour": 1 / len(COLOURS)},
+              "requests": {"n": len(names), "music_made": share(w is not None for w in waves)}}
+    for fact in JUDGED:
+        for suffix, against in (("", wanted), ("_shuffled", [wanted[j] for j in other])):
+            result["requests"][fact + suffix] = share(h is not None and h[fact] == f[fact]
+                                                      for h, f in zip(heard, against, strict=True))
+    questions = heldout["questions"]
+    replies = []
+    for start in range(0, len(names), batch_size):
+        part = [Request(questions[i % len(questions)], image=seen[names[i]])
+                for i in range(start, min(start + batch_size, len(names)))]
+        replies += pipe.respond(part, max_new_tokens=24, temperature=temperature, seed=seed + start)
+    colours = [facts[n]["colour"] for n in names]
+    result["questions"] = {
+        "n": len(names), "no_music": share(r.conditioning is None and "[AUD" not in r.text for r in replies),
+        "colour": share(stated_colour(r.text) == c for r, c in zip(replies, colours, strict=True)),
+        "colour_shuffled": share(stated_colour(r.text) == colours[j] for r, j in zip(replies, other, strict=True)),
+        "examples": [{"prompt": questions[i % len(questions)], "answer": r.text} for i, r in enumerate(replies[:4])]}
+    return result
+
+
+def pictures_table(q: dict) -> str:
+    r, a, chance = q["requests"], q["questions"], q["chance"]
+    rows = [("picture -> music: music made", r["n"], r["music_made"], None, None),
+            ("picture -> music: the colour's instrument heard", r["n"], r["instrument"], r["instrument_shuffled"],
+             chance["instrument"]),
+            ("picture -> music: the colour's tempo heard", r["n"], r["tempo"], r["tempo_shuffled"], chance["tempo"]),
+            ("question about a picture: its colour named", a["n"], a["colour"], a["colour_shuffled"],
+             chance["colour"]),
+            ("question about a picture: no music made", a["n"], a["no_music"], None, None)]
+    return _table(rows, f"temperature {q['temperature']:g}, {q['images']} held-out pictures", "picture shuffled")
+
+
+def _table(rows, title: str, control: str) -> str:
+    lines = [title, "", f"| check | n | result | {control} | chance |", "|---|---|---|---|---|"]
+    for name, n, value, shuffled, ch in rows:
+        lines.append(f"| {name} | {n} | **{value:.1%}** | {'' if shuffled is None else f'{shuffled:.1%}'} | "
+                     f"{'' if ch is None else f'{ch:.1%}'} |")
+    return "\n".join(lines)
+
+
 def phrasings_table(q: dict) -> str:
     r, e, chance = q["requests"], q["edits"], q["chance"]
     rows = [("requests: music made", r["n"], r["music_made"], None, None),
@@ -215,12 +282,7 @@ def phrasings_table(q: dict) -> str:
             ("edits of the instrument: instrument heard as asked", e["n_instrument"], e["instrument_as_asked"], None,
              chance["instrument"]),
             ("questions about a clip: no music made", q["questions"]["n"], q["questions"]["no_music"], None, None)]
-    lines = [f"temperature {q['temperature']:g}", "", "| check | n | result | request shuffled | chance |",
-             "|---|---|---|---|---|"]
-    for name, n, value, control, ch in rows:
-        lines.append(f"| {name} | {n} | **{value:.1%}** | {'' if control is None else f'{control:.1%}'} | "
-                     f"{'' if ch is None else f'{ch:.1%}'} |")
-    return "\n".join(lines)
+    return _table(rows, f"temperature {q['temperature']:g}", "request shuffled")
 
 
 def markdown_table(q: dict) -> str:

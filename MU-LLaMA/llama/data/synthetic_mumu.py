@@ -27,13 +27,15 @@ from .synthetic import stated_class
 
 COLOURS = {"red": (215, 40, 40), "green": (40, 170, 60), "blue": (45, 70, 215), "yellow": (225, 205, 40)}
 SHAPES = ("square", "disc")
-# Stage 3: the music each colour asks for, written as the stage-1/2 music captions are. Each pair of
-# colours differs in the instrument and in two of tempo, mode and loudness (no pair is a near miss).
-COLOUR_MUSIC = {"red": "A fast brass piece in a major key, played loud.",
-                "green": "A fast guitar piece in a minor key, played quiet.",
-                "blue": "A slow piano piece in a major key, played quiet.",
-                "yellow": "A slow flute piece in a minor key, played loud."}
+# Stage 3 (and the demo MuMu-LLaMA's pictures): the music each colour asks for, captioned as the stage-1/2
+# music is. Each pair of colours differs in the instrument and in two of tempo, mode and loudness (no pair is
+# a near miss).
+COLOUR_FACTS = {"red": {"tempo": "fast", "instrument": "brass", "mode": "major", "loudness": "loud"},
+                "green": {"tempo": "fast", "instrument": "guitar", "mode": "minor", "loudness": "quiet"},
+                "blue": {"tempo": "slow", "instrument": "piano", "mode": "major", "loudness": "quiet"},
+                "yellow": {"tempo": "slow", "instrument": "flute", "mode": "minor", "loudness": "loud"}}
 MUSIC_CAPTION = "A {tempo} {instrument} piece in a {mode} key, played {loudness}."
+COLOUR_MUSIC = {colour: MUSIC_CAPTION.format(**facts) for colour, facts in COLOUR_FACTS.items()}
 DESCRIBE_MUSIC, DESCRIBE_IMAGE, IMAGE_TO_MUSIC = ("Describe the music.", "Describe the image.",
                                                   "Compose music for this image.")
 

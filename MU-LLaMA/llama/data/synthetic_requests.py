@@ -13,6 +13,12 @@ From a folder written by `synthetic.make_dataset` (clips with known facts; its f
     questions_{train,test}.json  questions about a clip phrased freely ("is this fast?", "what's playing here"),
                                  answered in text: they teach that a question makes no music
 
+and, by `make_picture_requests`, beside the pictures of `synthetic_mumu.make_mumu_dataset` (its held-out share):
+
+    pictures_{train,test}.json   a picture + a request for music that fits it -> the music its colour stands for
+                                 (synthetic_mumu.COLOUR_MUSIC) + [AUD0]..[AUD7]; a picture + a question about
+                                 it -> "A red picture." (its colour: the demo ViT does not tell shapes apart)
+
 Questions about music also come from the set's own train.json (MusicQA records, audio -> text). A share
 `templated` of the requests and edits use the fixed templates below; the rest are phrased freely
 (phrasings.py). Every music answer's caption is one the note-event decoder (decoders/notes.py) was
@@ -25,6 +31,7 @@ from pathlib import Path
 
 from . import phrasings
 from .synthetic import ANSWERS, FAMILIES, LOUDNESS, MODES, TEMPI
+from .synthetic_mumu import COLOUR_FACTS, DESCRIBE_IMAGE, IMAGE_TO_MUSIC
 
 # Words a request may use for each instrument family (the answers name the family).
 INSTRUMENT_WORDS = {"piano": ["piano"], "organ": ["organ"], "guitar": ["guitar"],
@@ -68,7 +75,7 @@ def random_request(rng: random.Random, templated: float = 1.0) -> tuple[str, dic
 def random_edit(clip_facts: dict, rng: random.Random, templated: float = 1.0) -> tuple[str, str, dict]:
     """(attribute, instruction, facts after the edit): one attribute set to another value, the instruction a
     fixed template with probability `templated`, else a free phrasing."""
-    attribute = rng.choice(sorted(EDITS))
+    attribute = rng.choices(sorted(EDITS), weights=[phrasings.EDIT_WEIGHTS[a] for a in sorted(EDITS)])[0]
     value = rng.choice([v for v in sorted(EDITS[attribute]) if v != clip_facts[attribute]])
     facts = {k: clip_facts[k] for k in ("instrument", "tempo", "mode", "loudness")} | {attribute: value}
     if rng.random() < templated:
@@ -132,3 +139,29 @@ def make_request_dataset(music, requests: int = 3000, edits_per_clip: int = 2, t
     (music / "requests_test.json").write_text(json.dumps(tests, indent=1))
     return {k: len(v) for k, v in (("generate_train", generate["train"]), ("edit_train", edit["train"]),
                                    ("questions_train", questions["train"]), ("requests_test", tests))}
+
+
+def make_picture_requests(pictures, seed: int = 0, templated: float = 0.3, test_fraction: float = 0.25) -> dict:
+    """Write pictures_{train,test}.json into `pictures` (a folder of synthetic_mumu.make_mumu_dataset, whose first
+    `test_fraction` of images are held out): per picture a request for music that fits it and a question about
+    it, a `templated` share in the stage records' fixed wording ("Compose music for this image.", "Describe the
+    image."). Returns counts."""
+    pictures = Path(pictures)
+    rng = random.Random(seed)
+    facts = json.loads((pictures / "images.json").read_text())
+    names = sorted(facts)
+    held = round(len(names) * test_fraction)
+    out = {"train": [], "test": []}
+    for n, name in enumerate(names):
+        colour = facts[name]["colour"]
+        fixed = rng.random() < templated
+        request = IMAGE_TO_MUSIC if fixed else phrasings.picture_phrase(rng, request=True)
+        question = DESCRIBE_IMAGE if fixed else phrasings.picture_phrase(rng, request=False)
+        split = "test" if n < held else "train"
+        out[split].append(music_record(f"images/{name}", "image", request, COLOUR_FACTS[colour]))
+        out[split].append({"input_file": f"images/{name}", "output_file": "", "conversation": [
+            {"from": "human", "value": question, "input_modality": "image"},
+            {"from": "gpt", "value": f"A {colour} picture.", "output_modality": "text"}]})
+    for split, records in out.items():
+        (pictures / f"pictures_{split}.json").write_text(json.dumps(records, indent=1))
+    return {f"pictures_{split}": len(records) for split, records in out.items()}

@@ -1,6 +1,6 @@
 """The small training loops the tiny models learn with: text for the tiny LLaMA, class labels for the
-tiny MERT (a stand-in for MERT's self-supervised pretraining), and the folding of a feature
-standardisation into the encoder's last LayerNorm."""
+tiny MERT and the demo ViT (stand-ins for their pretraining), and the folding of a feature
+standardisation into an encoder's last LayerNorm."""
 
 import random
 
@@ -76,7 +76,38 @@ def standardize_output(encoder, clips: torch.Tensor, batch_size: int = 64):
     encoder.eval()
     means = torch.cat([encoder(clips[i: i + batch_size]).last_hidden_state.mean(dim=1)
                        for i in range(0, len(clips), batch_size)])
-    norm = encoder.encoder.layer_norm
+    fold_standardization(encoder.encoder.layer_norm, means)
+
+
+@torch.no_grad()
+def fold_standardization(norm: torch.nn.LayerNorm, means: torch.Tensor) -> None:
+    """Make the final LayerNorm `norm` output (x - mean) / std per channel of what it gave for `means`
+    [N, width] (each input's token-averaged output), in place."""
     std = means.std(dim=0).clamp(min=1e-6)
     norm.bias.copy_((norm.bias - means.mean(dim=0)) / std)
     norm.weight.div_(std)
+
+
+def learn_images(vit, pixels: torch.Tensor, labels: dict[str, list[int]], steps: int, batch_size: int = 32,
+                 lr: float = 2e-3, seed: int = 0):
+    """Train a ViTModel so that the token-mean of its last hidden state predicts each label set (one head per
+    set, discarded afterwards), in place; `pixels` [N, 3, H, W] as its processor gives them. The stand-in for
+    the real ViT's pretraining, as `learn_audio` is for MERT's."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    targets = {name: torch.tensor(values) for name, values in labels.items()}
+    width = vit.config.hidden_size
+    heads = torch.nn.ModuleDict({name: torch.nn.Sequential(torch.nn.BatchNorm1d(width, affine=False),
+                                                           torch.nn.Linear(width, int(t.max()) + 1))
+                                 for name, t in targets.items()})
+    optimizer = torch.optim.AdamW([*vit.parameters(), *heads.parameters()], lr=lr, weight_decay=0.0)
+    vit.train()
+    for _ in range(steps):
+        batch = rng.sample(range(len(pixels)), min(batch_size, len(pixels)))
+        pooled = vit(pixel_values=pixels[batch]).last_hidden_state.mean(dim=1)
+        loss = sum(F.cross_entropy(head(pooled), targets[name][batch]) for name, head in heads.items())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    vit.eval()
+    return loss.item()

@@ -23,6 +23,8 @@ from transformers import (
     VivitImageProcessor,
 )
 
+from .learn import fold_standardization, learn_images
+
 # The fields of the real config.json files (less their label maps), at a tiny size.
 TINY_VIT_CONFIG = {
     "architectures": ["ViTModel"], "model_type": "vit", "attention_probs_dropout_prob": 0.0, "hidden_act": "gelu",
@@ -59,12 +61,24 @@ def _write(folder, model, config: dict, processor) -> Path:
     return folder
 
 
-def write_tiny_vit(folder, seed: int = 0) -> Path:
+def write_tiny_vit(folder, seed: int = 0, images: torch.Tensor | None = None, labels: dict | None = None,
+                   steps: int = 0, **overrides) -> Path:
     """A ViT checkpoint folder: config.json, model.safetensors (with the pooler), preprocessor_config.json
-    (resize to 32x32, x / 255, mean/std 0.5)."""
-    model = ViTModel(ViTConfig(**TINY_VIT_CONFIG))
+    (resize to the model's size, x / 255, mean/std 0.5). With `images` (float [N, 3, H, W] in [0, 1]),
+    `labels` ({name: class indices per image}) and `steps`, the encoder first learns to tell those classes
+    apart (`learn_images`), then its output is standardised over the images (the demo ViT)."""
+    config = {**TINY_VIT_CONFIG, **overrides}
+    size = config["image_size"]
+    processor = ViTImageProcessorPil(size={"height": size, "width": size})
+    model = ViTModel(ViTConfig(**config))
     _randomize(model, seed)
-    return _write(folder, model, TINY_VIT_CONFIG, ViTImageProcessorPil(size={"height": 32, "width": 32}))
+    if images is not None and steps:
+        pixels = processor(images=list(images.numpy()), do_rescale=False, return_tensors="pt",
+                           input_data_format="channels_first").pixel_values
+        learn_images(model, pixels, labels, steps, seed=seed)
+        with torch.no_grad():
+            fold_standardization(model.layernorm, model(pixel_values=pixels).last_hidden_state.mean(dim=1))
+    return _write(folder, model, config, processor)
 
 
 def write_tiny_vivit(folder, seed: int = 0) -> Path:
