@@ -1,31 +1,47 @@
-"""Decoding throughput: llama.generate against transformers' generate, continuous against static
-batching, and the LLaMA-2-7B shape on a GPU. Every table is seeded and greedy: re-running it gives the
-same tokens (the times vary by a few percent).
+"""Decoding throughput against the memory floor and against transformers' generate, eager and compiled;
+continuous against static batching; the LLaMA-2-7B shape on a GPU. Every table is seeded and greedy:
+re-running it gives the same tokens (the times vary by a few percent).
 
-    .venv/bin/python benchmarks/generation.py                          # ours vs transformers, batch 1 8 32, fp32
-    .venv/bin/python benchmarks/generation.py --dtype bfloat16         # the same, both in bf16
+    .venv/bin/python benchmarks/generation.py                          # float32 and bf16, eager and compiled
+    .venv/bin/python benchmarks/generation.py --dtype bfloat16         # one precision
     .venv/bin/python benchmarks/generation.py --lengths                # continuous vs static batching
     .venv/bin/python benchmarks/generation.py --shape 7b --device cuda # 7B decode tok/s vs the bandwidth floor
 
 Default model: SmolLM2-135M-Instruct (converted by the installer; a real LLaMA-architecture model, so
-greedy tokens are meaningful), on CPU. --lengths decodes 64 requests whose answer lengths are drawn
+greedy tokens are meaningful), on CPU. The default run first times one 256-token answer from a fresh model,
+eager and compiled (the compile, cold, included: `--compile` pays back when the compiled answer is the
+shorter), then per precision, for eager and compiled decoding at each batch: tok/s, ms per step, the step's
+matrix products alone, the floor (weight bytes / the read bandwidth measured here, a sum over 1 GiB) and
+the share of it reached; then transformers' generate at the same precision and batch, with its tokens
+compared. --lengths decodes 64 requests whose answer lengths are drawn
 from a distribution (a stop rule ends each at its length), once in static batches (each decodes until
 its longest answer ends) and once with continuous batching, same rows, same tokens. --shape 7b (also
 --random 7b) builds a 7B-shaped model with random weights on the device instead.
-Last line: `ratio_vs_transformers batch1=<x> ...` or `continuous_vs_static <name>=<x> ...`.
+Last line: `decode <key>=<value> ...` or `continuous_vs_static <name>=<x> ...`.
 """
 
 import argparse
+import os
 import random
-import statistics
-import time
+import tempfile
 from pathlib import Path
 
 import torch
 
 from llama import Tokenizer, generate, load_llama
+from llama.compiled import compile_decoding
 from llama.flags import HelpFormatter
-from llama.testing.benchmarking import describe_machine, random_7b, timed
+from llama.precision import auto_dtype, cpu_name
+from llama.testing.benchmarking import (
+    DECODE_HEADER,
+    decode_rows,
+    decode_run,
+    describe_machine,
+    random_7b,
+    read_bandwidth,
+    timed,
+    weight_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [
@@ -48,20 +64,6 @@ LENGTHS = {
 }
 
 
-def alternated(first, second, repeats):
-    """(median seconds, output) of each function, run in turn: on a shared machine whose speed drifts,
-    both see the same conditions."""
-    times, outputs = ([], []), [None, None]
-    with torch.inference_mode():
-        first(), second()  # warm-up
-        for _ in range(repeats):
-            for i, fn in enumerate((first, second)):
-                start = time.perf_counter()
-                outputs[i] = fn()
-                times[i].append(time.perf_counter() - start)
-    return [(statistics.median(t), out) for t, out in zip(times, outputs, strict=True)]
-
-
 def hf_generate(hf, prompts, new_tokens, pad_id):
     longest = max(map(len, prompts))
     ids = torch.tensor([[pad_id] * (longest - len(p)) + p for p in prompts])
@@ -71,29 +73,61 @@ def hf_generate(hf, prompts, new_tokens, pad_id):
     return out[:, longest:].tolist()
 
 
-def compare_with_transformers(folder: Path, batches, new_tokens, repeats, dtype):
+def first_answer(folder: Path, dtype, new_tokens: int) -> dict[str, float]:
+    """Wall seconds of one answer of `new_tokens` tokens from a freshly loaded model, eager and compiled (its
+    compile included): what a user of --compile waits for the first answer."""
+    seconds = {}
+    prompt = [Tokenizer(folder).encode(CHAT.format(PROMPTS[1]), bos=False)]
+    for label in ("eager", "compiled"):
+        model = load_llama(folder, dtype=dtype)
+        if label == "compiled":
+            compile_decoding(model)
+        seconds[label] = decode_run(model, Tokenizer(folder), prompt, new_tokens)[0]
+    print(f"one {new_tokens}-token answer from a fresh model, {describe_machine(dtype)}: eager "
+          f"{seconds['eager']:.1f} s, compiled {seconds['compiled']:.1f} s (compile included)")
+    return seconds
+
+
+def decode_floor(folder: Path, batches, new_tokens, repeats, dtypes) -> dict[str, float]:
+    """Per precision: eager and compiled decoding against the floor, then transformers' generate."""
     from transformers import LlamaForCausalLM
 
-    model = load_llama(folder, dtype=dtype)
+    bandwidth = read_bandwidth("cpu")
     tok = Tokenizer(folder)
-    hf = LlamaForCausalLM.from_pretrained(folder, dtype=dtype).eval()
-    hf.generation_config.eos_token_id = None  # both generate exactly `new_tokens` tokens
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"model {folder.name}: {params:.0f}M parameters, {describe_machine(dtype)}, {new_tokens} new tokens, "
-          f"median of {repeats} runs, ours and transformers in turn")
-    print("| batch | ours tok/s | transformers tok/s | ratio | same greedy tokens |")
-    print("|---|---|---|---|---|")
-    ratios = {}
-    for batch in batches:
-        prompts = [tok.encode(CHAT.format(PROMPTS[i % len(PROMPTS)]), bos=False) for i in range(batch)]
-        (ours_s, ours), (hf_s, theirs) = alternated(
-            lambda p=prompts: generate(model, tok, p, max_new_tokens=new_tokens, stop_ids=[]),
-            lambda p=prompts: hf_generate(hf, p, new_tokens, tok.eos_id), repeats)
-        same = sum(o.tokens == t for o, t in zip(ours, theirs, strict=True))
-        tokens = batch * new_tokens
-        ratios[batch] = hf_s / ours_s
-        print(f"| {batch} | {tokens / ours_s:.1f} | {tokens / hf_s:.1f} | {ratios[batch]:.2f} | {same}/{batch} |")
-    print("ratio_vs_transformers " + " ".join(f"batch{b}={r:.2f}" for b, r in ratios.items()))
+    print(f"model {folder.name}; {cpu_name()}, {torch.get_num_threads()} threads; read bandwidth "
+          f"{bandwidth / 1e9:.1f} GB/s (a sum over 1 GiB); {new_tokens} new tokens, median of {repeats} runs")
+
+    def prompts_of(batch):
+        return [tok.encode(CHAT.format(PROMPTS[i % len(PROMPTS)]), bos=False) for i in range(batch)]
+
+    summary = {}
+    for dtype in dtypes:
+        name = str(dtype).removeprefix("torch.")
+        model = load_llama(folder, dtype=dtype)
+        floor_s = weight_bytes(model) / bandwidth
+        print(f"\n{name}: {weight_bytes(model) / 1e6:.0f} MB of weights -> floor {floor_s * 1e3:.2f} ms per step")
+        print(DECODE_HEADER)
+        eager = decode_rows(model, tok, prompts_of, batches, new_tokens, repeats, floor_s, f"{name} eager")
+        compile_decoding(model)
+        compiled = decode_rows(model, tok, prompts_of, batches, new_tokens, repeats, floor_s, f"{name} compiled")
+        del model
+        hf = LlamaForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+        hf.generation_config.eos_token_id = None  # both generate exactly `new_tokens` tokens
+        print(f"\n| {name} batch | transformers tok/s | eager / transformers | compiled / transformers | "
+              "same greedy tokens (eager, compiled) |\n|---|---|---|---|---|")
+        for batch in batches:
+            prompts = prompts_of(batch)
+            with torch.inference_mode():
+                hf_s, theirs = timed(lambda p=prompts, m=hf: hf_generate(m, p, new_tokens, tok.eos_id), repeats)
+            hf_tok_s = batch * new_tokens / hf_s
+            same = [sum(a == b for a, b in zip(rows[batch]["tokens"], theirs, strict=True))
+                    for rows in (eager, compiled)]
+            print(f"| {batch} | {hf_tok_s:.1f} | {eager[batch]['tok_s'] / hf_tok_s:.2f} | "
+                  f"{compiled[batch]['tok_s'] / hf_tok_s:.2f} | {same[0]}/{batch}, {same[1]}/{batch} |")
+            for label, rows in (("eager", eager), ("compiled", compiled)):
+                summary[f"{name}_{label}_batch{batch}_vs_transformers"] = rows[batch]["tok_s"] / hf_tok_s
+                summary[f"{name}_{label}_batch{batch}_floor_share"] = floor_s * 1e3 / rows[batch]["step_ms"]
+    return summary
 
 
 def continuous_vs_static(folder: Path, batch: int, requests: int, dtype, seed: int = 0):
@@ -149,23 +183,34 @@ def main():
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N, for --shape (--model runs on CPU); cuda also makes bf16 the "
                              "default --dtype")
-    parser.add_argument("--dtype", help="default: float32 on CPU, bfloat16 on GPU")
+    parser.add_argument("--dtype", help="default: float32 and bfloat16 on CPU (--shape: float32), bfloat16 on GPU")
     parser.add_argument("--batch", type=int, nargs="+", help="default 1 8 32; 1 8 32 64 with --shape 7b")
     parser.add_argument("--new_tokens", type=int, default=64,
                         help="tokens decoded per request (not with --lengths: each stops at its drawn length)")
+    parser.add_argument("--first_tokens", type=int, default=256,
+                        help="length of the first answer timed from a fresh model, eager and compiled (0: skip)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row, after a warm-up; the median is "
                         "reported (not with --lengths: one run)")
     parser.add_argument("--lengths", action="store_true", help="continuous vs static batching (at --batch, default 8)")
     parser.add_argument("--requests", type=int, default=64, help="requests of --lengths")
     args = parser.parse_args()
     torch.manual_seed(0)
-    dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+    # a cold compile, as a user's first run gets it (inductor otherwise reuses earlier runs' kernels)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="inductor-"))
     if args.shape:
-        random_7b(args.device, dtype, args.batch or [1, 8, 32, 64], args.new_tokens, args.repeats)
+        dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+        summary = random_7b(args.device, dtype, args.batch or [1, 8, 32, 64], args.new_tokens, args.repeats)
     elif args.lengths:
-        continuous_vs_static(args.model, (args.batch or [8])[0], args.requests, dtype)
+        continuous_vs_static(args.model, (args.batch or [8])[0], args.requests, getattr(torch, args.dtype or "float32"))
+        return
     else:
-        compare_with_transformers(args.model, args.batch or [1, 8, 32], args.new_tokens, args.repeats, dtype)
+        dtypes = [getattr(torch, args.dtype)] if args.dtype else [torch.float32, torch.bfloat16]
+        summary = {}
+        if args.first_tokens:
+            first = first_answer(args.model, auto_dtype("cpu"), args.first_tokens)
+            summary |= {f"first_answer_s_{k}": v for k, v in first.items()}
+        summary |= decode_floor(args.model, args.batch or [1, 8, 32], args.new_tokens, args.repeats, dtypes)
+    print("decode " + " ".join(f"{k}={v:.2f}" for k, v in summary.items()))
 
 
 if __name__ == "__main__":

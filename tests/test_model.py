@@ -104,7 +104,7 @@ def test_adapter_adds_gated_value_at_every_position():
     with torch.no_grad():
         attn.gate.copy_(torch.randn_like(attn.gate))
         x = torch.randn(2, 5, args.dim)
-        no_rotation = torch.ones(1, 5, 1, args.head_dim // 2, dtype=torch.complex64)
+        no_rotation = (torch.ones(1, 5, 1, args.head_dim // 2), torch.zeros(1, 5, 1, args.head_dim // 2))
         adapter = torch.randn(2, args.dim)
         delta = attn(x, no_rotation, "causal", None, adapter) - attn(x, no_rotation, "causal", None, None)
         value = (adapter @ attn.wv.weight.T).view(2, args.kv_heads, args.head_dim)

@@ -16,6 +16,7 @@ import transformers
 
 from .audio import AudioError
 from .checkpoints import Checkpoint, read_checkpoint
+from .compiled import CompileError, check_compiler
 from .decoders.base import MusicDecoderError
 from .encoders.base import EncoderInputError
 from .files import CheckpointError
@@ -54,11 +55,17 @@ def run_main(main, argv=None):
         sys.exit(130)
 
 
-def check_device(device: str) -> None:
-    """A CUDA device asked for on a machine without one: say so before anything is loaded."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: this machine has no CUDA GPU that PyTorch can use "
-                              f"(torch {torch.__version__}); run with --device cpu")
+def check_device(args) -> None:
+    """A CUDA device asked for on a machine without one, or --compile on a CPU without a C++ compiler: said
+    before anything is loaded."""
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: this machine has no CUDA GPU that PyTorch can use "
+                         f"(torch {torch.__version__}); run with --device cpu")
+    if getattr(args, "compile", False):
+        try:
+            check_compiler(torch.device(args.device))
+        except CompileError as e:
+            raise UsageError(str(e)) from None
 
 
 # The demo model: trained tensors and encoder in the repository, backbone converted by scripts/install.sh.
@@ -151,7 +158,7 @@ def resolve_mumu_paths(args) -> None:
 
 
 def load_mumu_model(args) -> Pipeline:
-    check_device(args.device)
+    check_device(args)
     resolve_mumu_paths(args)
     args.model = args.model or UPSTREAM_PATHS["model"]
     args.llama_dir = args.llama_dir or UPSTREAM_PATHS["llama_dir"]
@@ -174,7 +181,7 @@ def load_mumu_model(args) -> Pipeline:
     transformers.utils.logging.disable_progress_bar()
     pipeline = load(checkpoint, args.llama_dir, args.mert_path, args.vit_path, args.vivit_path, args.music_decoder_path,
                     llama_type=args.llama_type, device=args.device, dtype=_dtype(args), stop_rules=args.stop_rules,
-                    audio_mode=args.audio_mode, music_decoder=args.music_decoder)
+                    audio_mode=args.audio_mode, music_decoder=args.music_decoder, compile=args.compile)
     _read_model.cache_clear()  # the model holds what it keeps of the file
     if args.music_temperature is not None and pipeline.model.config.music_decoder == "audioldm2":
         raise UsageError("--music_temperature is MusicGen's; AudioLDM2 samples by diffusion (use --seed)")
@@ -183,14 +190,15 @@ def load_mumu_model(args) -> Pipeline:
 
 
 def load_model(args) -> Pipeline:
-    check_device(args.device)
+    check_device(args)
     resolve_model_paths(args)
     checkpoint = read_model(args.model)
     if checkpoint.kind == "mumu_llama":  # checked first: these scripts ask MU-LLaMA's questions about clips only
         raise UsageError(f"{args.model} is a MuMu-LLaMA (M2UGen) checkpoint: run it with MU-LLaMA/inference.py "
                          "(--prompt, --audio_file, --image_file, --video_file); this script takes MU-LLaMA checkpoints")
     pipeline = load(checkpoint, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
-                    dtype=_dtype(args), audio_mode=args.audio_mode, base_weights=args.base_weights)
+                    dtype=_dtype(args), audio_mode=args.audio_mode, base_weights=args.base_weights,
+                    compile=args.compile)
     _read_model.cache_clear()
     quantize(args, pipeline.model.llama)
     return pipeline

@@ -91,6 +91,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_gen_len: int = 512,
     run.add_argument("--quantize", choices=["none", "int8"], default="none",
                      help="int8: LLaMA's projections in int8 weight-only (torchao): a 7B model in ~7 GB, for 16 GB "
                      "GPUs or CPU memory; slower on CPUs here, and answers drift (docs/performance.md)")
+    run.add_argument("--compile", action="store_true",
+                     help="decode with the LLM's decoding step compiled by torch.compile (CUDA graphs on GPU, "
+                     "inductor's C++ on CPU, which needs g++ or clang++): the first answer waits for the compile "
+                     "(docs/performance.md says when it pays back)")
     run.add_argument("--audio_mode", choices=["full", "upstream"], default="full",
                      help="full: encode the whole clip in 60 s windows; upstream: only its first 60 s")
     add_debug_argument(run)

@@ -144,8 +144,7 @@ def generate(model: Transformer, tokenizer: Tokenizer, prompts: Sequence[str | S
         if all(r is None for r in request):
             continue  # the next prompts join, or none are left
         feed = torch.tensor([chosen[r] if request[r] is not None else filler for r in range(rows)], device=device)
-        out, h = model(feed[:, None], cache=cache, adapters=row_adapters or None, last_only=True, hidden=True)
-        logits, states = out[:, -1], h[:, -1]
+        logits, states = model.decode(feed, cache, row_adapters or None)
     return completions
 
 

@@ -1,6 +1,8 @@
 """Key/value caches of the transformer's attention: one per generation request (KVCache, every row at
 the same length, optionally left-padded) or one shared by requests of different lengths (SlotCache,
-continuous batching). Both are allocated once, to exactly the tokens they will hold."""
+continuous batching). Both are allocated once, to the tokens they will hold. A SlotCache keeps one shape for
+a whole run (positions and masks are tensors, attention reads every slot, the empty ones masked), so one
+compiled decoding step serves every token of it."""
 
 import torch
 
@@ -54,7 +56,7 @@ class SlotCache:
         self.lengths = torch.zeros(rows, dtype=torch.long, device=device)
         self.busy = torch.zeros(rows, dtype=torch.long, device=device)  # 1 where a row holds a request
         self.rows = torch.arange(rows, device=device)
-        self.end = 0
+        self.slots = torch.arange(max_len, device=device)
 
     def fill(self, row: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Row `row` takes a request whose keys and values, [layers, kv_heads, length, head_dim], are given."""
@@ -72,18 +74,15 @@ class SlotCache:
     def layout(self, S: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         if S != 1:
             raise ValueError("a SlotCache decodes one token per row at a time; prefill with a KVCache")
-        # keys past the longest row are never needed: attention reads only up to there
-        self.end = int(self.lengths.max()) + 1
-        keys = torch.arange(self.end, device=device)
-        return self.lengths[:, None], (keys[None, :] <= self.lengths[:, None])[:, None, None]
+        return self.lengths[:, None], (self.slots[None, :] <= self.lengths[:, None])[:, None, None]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.k[layer, self.rows, :, self.lengths] = k[:, :, 0]
         self.v[layer, self.rows, :, self.lengths] = v[:, :, 0]
-        return self.k[layer, :, :, :self.end], self.v[layer, :, :, :self.end]
+        return self.k[layer], self.v[layer]
 
     def advance(self, S: int) -> None:
-        self.lengths += S * self.busy
+        self.lengths.add_(self.busy * S)
 
 
 def causal_mask(slots: torch.Tensor, end: int) -> torch.Tensor | str | None:

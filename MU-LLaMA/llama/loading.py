@@ -14,6 +14,7 @@ import torch
 from .checkpoints import Checkpoint, read_checkpoint, read_llama
 from .checkpoints.mert import load_mert
 from .checkpoints.safetensors import EMBEDDING_ROWS, HEAD_ROWS
+from .compiled import compile_decoding
 from .encoders.mert import AUDIO_MODES
 from .files import CheckpointError, page_dropper
 from .model import ModelArgs, Transformer, is_added_parameter
@@ -28,7 +29,8 @@ ENCODER_FLAGS = {"mert": "--mert_path", "vit": "--vit_path", "vivit": "--vivit_p
 
 def load(model_path, llama_dir, mert_path=None, vit_path=None, vivit_path=None, music_decoder_path=None,
          llama_type="7B", device="cpu", dtype=torch.float32, encoder_dtype=torch.float32, decoder_dtype=None,
-         audio_mode=None, base_weights="checkpoint", stop_rules="default", music_decoder=None) -> Pipeline:
+         audio_mode=None, base_weights="checkpoint", stop_rules="default", music_decoder=None,
+         compile=False) -> Pipeline:
     """A ready MU-LLaMA or MuMu-LLaMA (as the checkpoint holds): a Pipeline (`answer`, `stream`, `respond`,
     `music`) around the frozen network in eval mode (`.model`) and its tokenizer.
 
@@ -51,6 +53,8 @@ def load(model_path, llama_dir, mert_path=None, vit_path=None, vivit_path=None, 
       upstream: the config's `audio_mode`).
     stop_rules: "default" (EOS) or "upstream" (the original M2UGen's: EOS ignored, answer cut at its first
       newline).
+    compile: decode with the LLM's decoding step compiled by torch.compile (compiled.py; the first answer
+      compiles it, which takes a while; on the CPU it needs a C++ compiler).
     """
     if audio_mode not in (None, *AUDIO_MODES):
         raise ValueError(f"audio_mode must be one of {AUDIO_MODES}, not {audio_mode!r}")
@@ -74,6 +78,8 @@ def load(model_path, llama_dir, mert_path=None, vit_path=None, vivit_path=None, 
                                 base_weights=base_weights, source=model_path, device=device, dtype=dtype)
     if music:
         warn_closed_gates(model, model_path)
+    if compile:
+        compile_decoding(model.llama)
     return Pipeline(model.requires_grad_(False).eval(), tokenizer, decoder, stop_rules, audio_mode or config.audio_mode)
 
 

@@ -86,17 +86,20 @@ def rotary_frequencies(head_dim: int, theta: float, device=None, dtype=torch.flo
     return 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=dtype) / head_dim)
 
 
-def rotary_embedding(positions: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:
-    """exp(i * position * freq) for `positions` [B, S] -> complex64 [B, S, 1, head_dim / 2]."""
+def rotary_embedding(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of position * freq for `positions` [B, S]: each float32 [B, S, 1, head_dim / 2]."""
     angles = positions.float()[..., None] * rotary_frequencies(head_dim, theta, positions.device)
-    return torch.polar(torch.ones_like(angles), angles)[:, :, None]
+    return angles.cos()[:, :, None], angles.sin()[:, :, None]
 
 
-def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent pairs (x[2i], x[2i+1]) as complex numbers: Meta's convention, which
-    `consolidated.*.pth` expects (HF checkpoints are converted to it on load)."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
+def apply_rotary(x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate adjacent pairs (x[2i], x[2i+1]) by the angles of `rotation`: Meta's convention, which
+    `consolidated.*.pth` expects (HF checkpoints are converted to it on load). Meta writes it as a product of
+    complex numbers; here it is the same product in real arithmetic, which compilers take whole."""
+    cos, sin = rotation
+    pairs = x.float().unflatten(-1, (-1, 2))
+    even, odd = pairs[..., 0], pairs[..., 1]
+    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2).type_as(x)
 
 
 def is_added_parameter(name: str) -> bool:
@@ -240,6 +243,14 @@ class Transformer(nn.Module):
             h = h[:, -1:]
         logits = self._head(self.norm(h))
         return (logits, h) if hidden else logits
+
+    def decode(self, tokens: torch.Tensor, cache: SlotCache, adapters: Mapping[int, torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoding step: one token per row, `tokens` [B], each row of `cache` at its own length ->
+        (logits [B, vocab] fp32, pre-norm last-layer states [B, dim]). One function of fixed shapes for a whole
+        run, so that torch.compile takes it whole (compiled.py)."""
+        logits, h = self(tokens[:, None], cache=cache, adapters=adapters, last_only=True, hidden=True)
+        return logits[:, -1], h[:, -1]
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         k = self.trained_rows

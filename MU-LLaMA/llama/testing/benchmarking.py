@@ -9,9 +9,10 @@ import time
 import torch
 from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
 
+from ..compiled import compile_decoding
 from ..encoders.mert import MERT, hubert_config
 from ..generation import generate
-from ..model import ModelArgs
+from ..model import ModelArgs, Transformer
 from ..mu_llama import MULLaMA, MULLaMAConfig
 from ..pipeline import Pipeline
 from ..precision import cpu_name
@@ -82,13 +83,68 @@ def describe_machine(dtype) -> str:
     return f"{cpu_name()}, {torch.get_num_threads()} threads, {str(dtype).removeprefix('torch.')}"
 
 
-def measure_bandwidth(device) -> float:
-    """Device memory bandwidth in bytes/s from a large copy (read + write)."""
-    size = 2 * 1024**3 if str(device).startswith("cuda") else 256 * 1024**2
-    x = torch.empty(size // 2, dtype=torch.bfloat16, device=device)
-    y = torch.empty_like(x)
-    seconds, _ = timed(lambda: y.copy_(x), 10)
-    return 2 * x.numel() * x.element_size() / seconds
+def read_bandwidth(device) -> float:
+    """Bytes/s of reading a 1 GiB float32 tensor once (a sum over it) with this process's threads or on the
+    device: the speed at which a decoding step can at best read its weights."""
+    x = torch.ones(2**28, device=device)
+    seconds, _ = timed(lambda: x.sum(), 5)
+    return x.numel() * x.element_size() / seconds
+
+
+def product_seconds(model: Transformer, batch: int, repeats: int = 5) -> float:
+    """Median seconds of a decoding step's matrix products alone: every linear layer's weight (the head
+    included) times a [batch, in] input, one after another as the step runs them, nothing else."""
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {w.shape[1]: torch.randn(batch, w.shape[1], dtype=w.dtype, device=w.device) for w in weights}
+
+    def products():
+        for w in weights:
+            torch.nn.functional.linear(inputs[w.shape[1]], w)
+
+    with torch.inference_mode():
+        return timed(products, repeats)[0]
+
+
+def weight_bytes(model: Transformer) -> int:
+    """Bytes a decoding step reads: every parameter once (a tied embedding once, as the head)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def decode_run(model, tokenizer, prompts, new_tokens: int) -> tuple[float, float, list]:
+    """(wall seconds, median seconds per decoding step, completions) of one greedy `generate` of exactly
+    `new_tokens` tokens per prompt; a step is the time between two tokens (sampling and bookkeeping included)."""
+    stamps = []
+    sync()
+    start = time.perf_counter()
+    out = generate(model, tokenizer, prompts, max_new_tokens=new_tokens, stop_ids=[],
+                   on_token=lambda step, tokens: stamps.append(time.perf_counter()))
+    sync()
+    wall = time.perf_counter() - start
+    return wall, statistics.median(b - a for a, b in zip(stamps, stamps[1:], strict=False)), out
+
+
+def decode_rows(model, tokenizer, prompts_of, batches, new_tokens: int, repeats: int, floor_s: float,
+                label: str) -> dict[int, dict]:
+    """Table rows (printed) of one model as it is (eager, or compiled by `compile_decoding`): per batch the
+    median of `repeats` runs after a warm-up (which compiles), tok/s, ms per step, the step's products alone,
+    the floor and the fraction of it reached. Returns {batch: {"tok_s", "step_ms", "products_ms", "tokens"}}."""
+    rows = {}
+    for batch in batches:
+        prompts = prompts_of(batch)
+        decode_run(model, tokenizer, prompts, min(new_tokens, 4))  # warm-up; compiles a compiled step
+        runs = [decode_run(model, tokenizer, prompts, new_tokens) for _ in range(repeats)]
+        wall = statistics.median(r[0] for r in runs)
+        step = statistics.median(r[1] for r in runs)
+        products = product_seconds(model, batch)
+        rows[batch] = {"tok_s": batch * new_tokens / wall, "step_ms": step * 1e3, "products_ms": products * 1e3,
+                       "tokens": [c.tokens for c in runs[0][2]]}
+        print(f"| {label} | {batch} | {rows[batch]['tok_s']:.1f} | {step * 1e3:.2f} | {products * 1e3:.2f} | "
+              f"{step / products:.2f} | {floor_s * 1e3:.2f} | {floor_s / step:.0%} |")
+    return rows
+
+
+DECODE_HEADER = ("| run | batch | tok/s | ms per step | products alone ms | step / products | floor ms | "
+                 "floor / step |\n|---|---|---|---|---|---|---|---|")
 
 
 class Ids:
@@ -100,27 +156,28 @@ class Ids:
         return ""
 
 
-def random_7b(device, dtype, batches, new_tokens, repeats, prompt_len=64, args: ModelArgs | None = None):
-    """Decode tok/s of a LLaMA-2-7B-shaped model (random weights) at each batch, beside the floor: the
-    time to read every weight once per step at the device's measured copy bandwidth."""
+def random_7b(device, dtype, batches, new_tokens, repeats, prompt_len=64, args: ModelArgs | None = None,
+              compiled: bool = True) -> dict[str, float]:
+    """Decode speed of a LLaMA-2-7B-shaped model (random weights) at each batch, eager and (with `compiled`)
+    compiled, beside the floor: the time to read every weight once per step at the device's measured read
+    bandwidth. Returns {"<eager|compiled>_tok_s_batch<B>": tok/s}."""
     model = random_transformer(args or ModelArgs(max_seq_len=4096), device, dtype)
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    bandwidth = measure_bandwidth(device)
-    floor_ms = weight_bytes / bandwidth * 1e3
+    bandwidth = read_bandwidth(device)
+    floor_s = weight_bytes(model) / bandwidth
     name = torch.cuda.get_device_name() if str(device).startswith("cuda") else describe_machine(dtype)
-    print(f"random {str(dtype).removeprefix('torch.')} weights ({weight_bytes / 1e9:.2f} GB), {name}, measured copy "
-          f"bandwidth {bandwidth / 1e9:.0f} GB/s -> floor {floor_ms:.2f} ms per decode step; {new_tokens} new tokens "
-          f"after {prompt_len}-token prompts, median of {repeats}")
-    print("| batch | tok/s | ms per step | floor ms per step | floor tok/s | step / floor |")
-    print("|---|---|---|---|---|---|")
-    rows = {}
-    for batch in batches:
-        prompts = torch.randint(3, model.args.vocab_size, (batch, prompt_len),
-                                generator=torch.Generator().manual_seed(batch)).tolist()
-        seconds, _ = timed(lambda p=prompts: generate(model, Ids, p, max_new_tokens=new_tokens, stop_ids=[]),
-                           repeats)
-        step_ms = seconds / new_tokens * 1e3  # the prefill amortised over the steps
-        rows[batch] = batch * new_tokens / seconds
-        print(f"| {batch} | {rows[batch]:.0f} | {step_ms:.2f} | {floor_ms:.2f} | {batch * 1e3 / floor_ms:.0f} | "
-              f"{step_ms / floor_ms:.1f}x |")
-    return rows
+    print(f"random {str(dtype).removeprefix('torch.')} weights ({weight_bytes(model) / 1e9:.2f} GB), {name}, measured "
+          f"read bandwidth {bandwidth / 1e9:.0f} GB/s -> floor {floor_s * 1e3:.2f} ms per decode step; {new_tokens} "
+          f"new tokens after {prompt_len}-token prompts, median of {repeats}")
+    print(DECODE_HEADER)
+
+    def prompts_of(batch):
+        return torch.randint(3, model.args.vocab_size, (batch, prompt_len),
+                             generator=torch.Generator().manual_seed(batch)).tolist()
+
+    out = {}
+    for label in ("eager", "compiled") if compiled else ("eager",):
+        if label == "compiled":
+            compile_decoding(model)
+        rows = decode_rows(model, Ids, prompts_of, batches, new_tokens, repeats, floor_s, label)
+        out |= {f"{label}_tok_s_batch{b}": r["tok_s"] for b, r in rows.items()}
+    return out
