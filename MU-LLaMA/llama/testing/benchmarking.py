@@ -131,7 +131,7 @@ def decode_rows(model, tokenizer, prompts_of, batches, new_tokens: int, repeats:
     rows = {}
     for batch in batches:
         prompts = prompts_of(batch)
-        decode_run(model, tokenizer, prompts, min(new_tokens, 4))  # warm-up; compiles a compiled step
+        decode_run(model, tokenizer, prompts, new_tokens)  # warm-up at the timed shapes: compiles a compiled step
         runs = [decode_run(model, tokenizer, prompts, new_tokens) for _ in range(repeats)]
         wall = statistics.median(r[0] for r in runs)
         step = statistics.median(r[1] for r in runs)
