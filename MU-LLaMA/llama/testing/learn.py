@@ -35,6 +35,13 @@ def learn_text(model: Transformer, encoded: list[torch.Tensor], steps: int, batc
     return loss.item()
 
 
+def class_heads(width: int, targets: dict[str, torch.Tensor]) -> torch.nn.ModuleDict:
+    """One classifier per label set over batch-normalised pooled features (the encoders' training heads)."""
+    return torch.nn.ModuleDict({name: torch.nn.Sequential(torch.nn.BatchNorm1d(width, affine=False),
+                                                          torch.nn.Linear(width, int(t.max()) + 1))
+                                for name, t in targets.items()})
+
+
 def learn_audio(encoder, clips: torch.Tensor, labels: dict[str, list[int]], steps: int, batch_size: int = 16,
                 lr: float = 2e-3, seed: int = 0, crop: int | None = None):
     """Train a HubertModel so that the time-mean of its hidden states predicts each label set
@@ -43,10 +50,7 @@ def learn_audio(encoder, clips: torch.Tensor, labels: dict[str, list[int]], step
     for the encoder to learn anything. With `crop` (samples), each step hears a random excerpt."""
     rng = random.Random(seed)
     targets = {name: torch.tensor(values) for name, values in labels.items()}
-    width = encoder.config.hidden_size
-    heads = torch.nn.ModuleDict({name: torch.nn.Sequential(torch.nn.BatchNorm1d(width, affine=False),
-                                                           torch.nn.Linear(width, int(t.max()) + 1))
-                                 for name, t in targets.items()})
+    heads = class_heads(encoder.config.hidden_size, targets)
     optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=lr, weight_decay=0.0)
     # In training mode HubertModel masks time steps (SpecAugment) with numpy's global generator: seeded
     # here, so that the same seed trains the same encoder, and given back its state afterwards.
@@ -96,10 +100,7 @@ def learn_images(vit, pixels: torch.Tensor, labels: dict[str, list[int]], steps:
     rng = random.Random(seed)
     torch.manual_seed(seed)
     targets = {name: torch.tensor(values) for name, values in labels.items()}
-    width = vit.config.hidden_size
-    heads = torch.nn.ModuleDict({name: torch.nn.Sequential(torch.nn.BatchNorm1d(width, affine=False),
-                                                           torch.nn.Linear(width, int(t.max()) + 1))
-                                 for name, t in targets.items()})
+    heads = class_heads(vit.config.hidden_size, targets)
     optimizer = torch.optim.AdamW([*vit.parameters(), *heads.parameters()], lr=lr, weight_decay=0.0)
     vit.train()
     for _ in range(steps):
