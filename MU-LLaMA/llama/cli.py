@@ -114,7 +114,7 @@ def wants_mumu(args) -> bool:
     return args.model is not None and read_model(args.model).kind == "mumu_llama"
 
 
-def _dtype(args) -> torch.dtype:
+def model_dtype(args) -> torch.dtype:
     if args.dtype != "auto":
         return getattr(torch, args.dtype)
     try:
@@ -180,7 +180,7 @@ def load_mumu_model(args) -> Pipeline:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     pipeline = load(checkpoint, args.llama_dir, args.mert_path, args.vit_path, args.vivit_path, args.music_decoder_path,
-                    llama_type=args.llama_type, device=args.device, dtype=_dtype(args), stop_rules=args.stop_rules,
+                    llama_type=args.llama_type, device=args.device, dtype=model_dtype(args), stop_rules=args.stop_rules,
                     audio_mode=args.audio_mode, music_decoder=args.music_decoder, compile=args.compile)
     _read_model.cache_clear()  # the model holds what it keeps of the file
     if args.music_temperature is not None and pipeline.model.config.music_decoder == "audioldm2":
@@ -189,15 +189,17 @@ def load_mumu_model(args) -> Pipeline:
     return pipeline
 
 
-def load_model(args) -> Pipeline:
+def load_model(args, mumu: bool = False) -> Pipeline:
+    """The MU-LLaMA the flags name; with `mumu`, a MuMu-LLaMA checkpoint too, for questions about clips (music in,
+    text out: no ViT, ViViT or music decoder)."""
     check_device(args)
     resolve_model_paths(args)
     checkpoint = read_model(args.model)
-    if checkpoint.kind == "mumu_llama":  # checked first: these scripts ask MU-LLaMA's questions about clips only
+    if checkpoint.kind == "mumu_llama" and not mumu:  # checked first: these scripts ask about clips only
         raise UsageError(f"{args.model} is a MuMu-LLaMA (M2UGen) checkpoint: run it with MU-LLaMA/inference.py "
                          "(--prompt, --audio_file, --image_file, --video_file); this script takes MU-LLaMA checkpoints")
     pipeline = load(checkpoint, args.llama_dir, args.mert_path, llama_type=args.llama_type, device=args.device,
-                    dtype=_dtype(args), audio_mode=args.audio_mode, base_weights=args.base_weights,
+                    dtype=model_dtype(args), audio_mode=args.audio_mode, base_weights=args.base_weights,
                     compile=args.compile)
     _read_model.cache_clear()
     quantize(args, pipeline.model.llama)

@@ -45,6 +45,18 @@ class KVCache:
     def advance(self, S: int) -> None:
         self.length += S
 
+    def repeat_rows(self, times: int, room: int) -> "KVCache":
+        """A cache holding each row of this one `times` times in a row, with room for `room` more tokens: one
+        prefill of a prompt shared by several continuations of it (scoring a question's options, likelihood.py)."""
+        wide = KVCache.__new__(KVCache)
+        shape = (*self.k.shape[:1], self.k.shape[1] * times, *self.k.shape[2:3], self.length + room, self.k.shape[4])
+        wide.k, wide.v = self.k.new_zeros(shape), self.v.new_zeros(shape)
+        wide.k[:, :, :, :self.length] = self.k[:, :, :, :self.length].repeat_interleave(times, dim=1)
+        wide.v[:, :, :, :self.length] = self.v[:, :, :, :self.length].repeat_interleave(times, dim=1)
+        wide.pad = None if self.pad is None else self.pad.repeat_interleave(times)
+        wide.length = self.length
+        return wide
+
 
 class SlotCache:
     """Keys and values of a decoding batch whose rows hold requests of different lengths (continuous

@@ -17,6 +17,7 @@ import torch
 from .audio import load_audio, quiet_warnings, wav_truncation
 from .decoders.base import decoder_input
 from .generation import TEMPERATURE, generate
+from .likelihood import continuation_logprobs
 from .media import load_image, load_video
 from .multimodal import MODALITIES, MultimodalLLaMA
 from .prompt import extract_answer, format_prompt
@@ -148,29 +149,50 @@ class Pipeline:
                         on_done=on_done, max_new_tokens=min(max_new_tokens, room), **sampling)
 
     @torch.inference_mode()
-    def answer(self, clips: Sequence, questions: Sequence[str], *, audio_mode: str | None = None,
+    def answer(self, clips: Sequence | None, questions: Sequence[str], *, audio_mode: str | None = None,
                max_new_tokens: int = 256, temperature: float = TEMPERATURE, top_p: float = 1.0,
                seed: int | None = None, on_token=None, batch_size: int | None = None,
                on_answer: Callable[[int, str], None] | None = None) -> list[str]:
-        """Answer each (clip, question) pair; a clip object passed several times is encoded once.
+        """Answer each (clip, question) pair; a clip object passed several times is encoded once. clips None:
+        the questions alone (a text-only model, base_llm.py, or a model asked without its input).
 
         batch_size: pairs decoded at once (default: all), with continuous batching (see `generate`):
         pass many more pairs than `batch_size` and no row waits for the longest answer of a batch.
         on_answer(index, answer): called as each pair's answer is complete, in the order they finish."""
-        if len(clips) != len(questions):
-            raise ValueError(f"{len(clips)} clips for {len(questions)} questions: pass one clip per question")
+        done = None if on_answer is None else (lambda i, c: on_answer(i, self._text(c.tokens)))
+        completions = self._generate(list(questions), self._music(clips, len(questions), audio_mode), done,
+                                     max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                                     on_token=on_token, batch_size=batch_size)
+        return [self._text(c.tokens) for c in completions]
+
+    @torch.inference_mode()
+    def option_logprobs(self, clips: Sequence | None, questions: Sequence[str], options: Sequence[Sequence[str]], *,
+                        audio_mode: str | None = None) -> list[list[tuple[float, int]]]:
+        """For each (clip, question) and each of its options: (the summed log-probability of the option's text as
+        the answer to the question in the model's template, its number of tokens). Options are tokenised on their
+        own, without BOS. clips None: the questions alone, as in `answer`."""
+        prompts = [self.tokenizer.encode(format_prompt(q, self.template), bos=True) for q in questions]
+        encoded = [[self.tokenizer.encode(o, bos=False) for o in row] for row in options]
+        if any(not ids for row in encoded for ids in row):
+            raise ValueError("an option's text has no tokens: every option needs some text")
+        music = self._music(clips, len(questions), audio_mode)
+        sums = continuation_logprobs(self.model.llama, prompts, encoded, self.model.adapters(music, len(prompts)))
+        return [list(zip(row, map(len, ids), strict=True)) for row, ids in zip(sums, encoded, strict=True)]
+
+    def _music(self, clips: Sequence | None, n: int, audio_mode: str | None) -> dict[str, torch.Tensor]:
+        """{"music": [n, dim]} bridge outputs of one clip per question ({} for None); a clip object given several
+        times is encoded once."""
+        if clips is None:
+            return {}
+        if len(clips) != n:
+            raise ValueError(f"{len(clips)} clips for {n} questions: pass one clip per question")
         index: dict[int, int] = {}
         distinct = []
         for clip in clips:
             if id(clip) not in index:
                 index[id(clip)] = len(distinct)
                 distinct.append(clip)
-        music = self.encode("music", distinct, audio_mode)[[index[id(clip)] for clip in clips]]
-        done = None if on_answer is None else (lambda i, c: on_answer(i, self._text(c.tokens)))
-        completions = self._generate(list(questions), {"music": music}, done, max_new_tokens=max_new_tokens,
-                                     temperature=temperature, top_p=top_p, seed=seed, on_token=on_token,
-                                     batch_size=batch_size)
-        return [self._text(c.tokens) for c in completions]
+        return {"music": self.encode("music", distinct, audio_mode)[[index[id(clip)] for clip in clips]]}
 
     def stream(self, clip, question: str, max_seconds: float = float("inf"), **sampling) -> Iterator[str]:
         """Yield the answer as it grows. `answer` runs in a thread and its per-token callback hands each
