@@ -50,6 +50,8 @@ def test_paper_mode_is_the_benchmarks_rule_with_its_quirks(output, expected):
     ("B.", 1),
     ("C", 2),
     ("The answer is D", 3),
+    ("The answer is: (C) Scat singing.", 2),
+    ("My answer: B", 1),
     ("Option A, four on the floor", 0),
     ("A piano plays over it", -1),  # a leading article is no answer
     ("Bach would have liked it", -1),

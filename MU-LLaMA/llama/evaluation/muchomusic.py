@@ -125,8 +125,9 @@ def paper_choice(output: str, shown: list[str]) -> int:
     return next((i for i, answer in enumerate(shown) if answer.lower().strip() in lowered), -1)
 
 
-# A letter given as an answer: "(B)" anywhere; "B", "B.", "B)", "B:" opening the text; "option B", "answer is B".
-_MARKED = re.compile(r"\(([A-D])\)|^([A-D])(?=[.):,]|\s*$)|(?i:\b(?:option|answer is|answer:))\s*([A-D])\b")
+# A letter given as an answer: "(B)" anywhere; "B", "B.", "B)", "B:" opening the text; "option B", "answer: B",
+# "answer is (B)".
+_MARKED = re.compile(r"\(([A-D])\)|^([A-D])(?=[.):,]|\s*$)|(?i:\b(?:option|answer(?:\s+is)?))\s*:?\s*\(?([A-D])\b")
 
 
 def strict_choice(output: str, shown: list[str]) -> int:
