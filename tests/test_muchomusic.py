@@ -96,7 +96,9 @@ def test_questions_and_audio_paths_as_the_benchmark_finds_them(tmp_path):
     write_rows(tmp_path / "mc.csv", ["ytid", "start_s", "end_s", "caption"],
                [["ab_cd-EF_gh", "30", "40", "x"], ["ab_cd-EF_gh", "50", "60", "a second row: the first decides"]])
     write_rows(tmp_path / "sdd.csv", ["caption_id", "track_id", "path"], [["1", "415600", "00/415600.mp3"]])
-    questions = read_questions(tmp_path / "muchomusic.csv")
+    saved = tmp_path / "muchomusic.csv"
+    saved.write_bytes(b"\xef\xbb\xbf" + saved.read_bytes())  # as a spreadsheet saves it: a byte-order mark first
+    questions = read_questions(saved)
     assert [(q.row, q.dataset, q.audio_id) for q in questions] == [
         (0, "musiccaps", "ab_cd-EF_gh"), (1, "sdd", "415600"), (2, "musiccaps", "gone_away")]
     assert questions[0].knowledge == ("melody",) and questions[0].reasoning == ()
@@ -110,6 +112,7 @@ def test_questions_and_audio_paths_as_the_benchmark_finds_them(tmp_path):
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda row: row.__setitem__(5, "youtube"), "neither sdd nor musiccaps"),
     (lambda row: row.__setitem__(8, "melody"), "music_knowledge is not a Python list"),
+    (lambda row: row.__setitem__(6, "1_2.json"), "a Song Describer dataset_identifier is a track id"),
 ])
 def test_malformed_questions_are_named(tmp_path, edit, message):
     row = ["Q1", "a", "b", "c", "d", "sdd", "1.json", "", "", "", ""]

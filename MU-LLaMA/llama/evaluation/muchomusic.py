@@ -52,8 +52,9 @@ def _categories(text: str, row: int, column: str) -> tuple[str, ...]:
 
 
 def read_questions(path) -> list[Question]:
-    """The benchmark's questions as published (extra columns are ignored; empty category lists are [])."""
-    with Path(path).open(newline="", encoding="utf-8") as f:
+    """The benchmark's questions as published (extra columns are ignored; empty category lists are []; a
+    byte-order mark, as spreadsheets write, is dropped)."""
+    with Path(path).open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -63,6 +64,9 @@ def read_questions(path) -> list[Question]:
     for i, r in enumerate(rows):
         identifier = r["dataset_identifier"].removesuffix(".json")
         if r["dataset"] == "sdd":
+            if not identifier.strip().isdigit():
+                raise ValueError(f"{path} row {i + 1}: a Song Describer dataset_identifier is a track id "
+                                 f"('<id>.json'), not {r['dataset_identifier']!r}")
             audio_id = str(int(identifier))
         elif r["dataset"] == "musiccaps":
             audio_id = "_".join(identifier.split("_")[:-1])  # "<ytid>_<n>": the YouTube id may hold "_"
@@ -82,7 +86,7 @@ def audio_paths(questions: list[Question], musiccaps_csv, musiccaps_audio, sdd_c
     tables = {}
     for dataset, table, key in (("musiccaps", musiccaps_csv, "ytid"), ("sdd", sdd_csv, "track_id")):
         if any(q.dataset == dataset for q in questions):
-            with Path(table).open(newline="", encoding="utf-8") as f:
+            with Path(table).open(newline="", encoding="utf-8-sig") as f:
                 tables[dataset] = {}
                 for r in csv.DictReader(f):
                     tables[dataset].setdefault(r[key].strip(), r)
