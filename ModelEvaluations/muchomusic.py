@@ -53,13 +53,13 @@ def names(text: str, known, flag: str) -> list[str]:
     return chosen
 
 
-def base_model(args, model):
-    """The text-only control: the base LLM in --llama_dir, in the model's template and dtype (read from the
-    checkpoint when the model was not loaded in this run)."""
-    if model is None:
+def base_model(args, known):
+    """The text-only control: the base LLM in --llama_dir, in the model's (template, dtype) `known`, or read from
+    the checkpoint and the flags when the model was not loaded in this run."""
+    if known is None:
         template, dtype = read_model(args.model).config.prompt_template, model_dtype(args)
     else:
-        template, dtype = model
+        template, dtype = known
     return load_base(args.llama_dir, template, args.llama_type, args.device, dtype)
 
 
@@ -136,14 +136,14 @@ def main(argv=None):
     unreadable = {int(k): v for k, v in json.loads(kept.read_text()).items()} if kept.exists() else {}
     pipeline = None
     for condition in [] if args.score_only else conditions:
-        if not pending(items, out / f"{condition}.json", generate, likelihood, unreadable):
+        if not pending(items, read_records(out / f"{condition}.json", items), generate, likelihood, unreadable):
             print(f"{NAMES[condition]}: every question answered in {out / condition}.json", file=sys.stderr)
             continue
         if condition == "text_only":
-            model = pipeline and (pipeline.template, pipeline.dtype)
+            known = None if pipeline is None else (pipeline.template, pipeline.dtype)
             pipeline = None
             gc.collect()  # the model leaves memory before the base LLM comes
-            pipeline = base_model(args, model)
+            pipeline = base_model(args, known)
         elif pipeline is None:
             pipeline = load_model(args, mumu=True)
         settings.setdefault("prompt_template", pipeline.template)

@@ -219,6 +219,8 @@ def test_demo_smoke_every_condition_and_mode_resumes_and_lists_missing_audio(tmp
     assert {p.name: p.read_text() for p in out.glob("*.json")} == before
     status, stdout_again, _ = run_here(muchomusic.main, [*argv, "--score_only"], capsys)
     assert status == 0 and json.loads((out / "report.json").read_text())["modes"] == report["modes"]
+    status, stdout, err = run_here(muchomusic.main, [*argv, "--score_only", "--conditions", "silence,noise"], capsys)
+    assert status == 0 and "| silence |" in stdout and "−" not in stdout and "no 'model' condition" in err
 
 
 def test_command_line_errors_are_one_line(tmp_path, capsys):

@@ -39,7 +39,7 @@ def accuracy_tables(correct: dict[str, np.ndarray], unanswered: dict[str, np.nda
         "lead": {control: {group: {difference, ci}}}}: `reference`'s accuracy minus each other condition's.
     correct / unanswered: {condition: bool [questions]}."""
     accuracy = {c: {} for c in correct}
-    lead = {c: {} for c in correct if c != reference}
+    lead = {c: {} for c in correct if c != reference and reference in correct}
     for name, members in groups.items():
         if not members:
             continue
@@ -52,10 +52,9 @@ def accuracy_tables(correct: dict[str, np.ndarray], unanswered: dict[str, np.nda
                                          "ci": _interval(means[condition], level),
                                          "unanswered": int(unanswered[condition][members].sum())}
         for condition in lead:
-            if reference in means:
-                gap = means[reference] - means[condition]
-                lead[condition][name] = {"difference": accuracy[reference][name]["accuracy"]
-                                         - accuracy[condition][name]["accuracy"], "ci": _interval(gap, level)}
+            gap = means[reference] - means[condition]
+            lead[condition][name] = {"difference": accuracy[reference][name]["accuracy"]
+                                     - accuracy[condition][name]["accuracy"], "ci": _interval(gap, level)}
     return {"accuracy": accuracy, "lead": lead}
 
 
@@ -68,7 +67,7 @@ def markdown_table(tables: dict, names: dict[str, str], reference: str, columns=
     """Accuracy % [95 % CI] per condition (rows, named by `names`) and group (columns, n in the header), then
     chance, then the reference's lead over each control."""
     accuracy, lead = tables["accuracy"], tables["lead"]
-    first = accuracy[reference]
+    first = accuracy.get(reference) or next(iter(accuracy.values()))  # a run of controls alone has no reference
     columns = [c for c in columns if c in first]
     header = "| condition | " + " | ".join(f"{c} (n={first[c]['n']})" for c in columns) + " |"
     header += " unanswered |" * unanswered

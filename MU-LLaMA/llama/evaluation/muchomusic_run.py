@@ -132,10 +132,9 @@ def write_records(path: Path, done: dict[int, dict]) -> None:
         tmp.write_text(json.dumps([done[row] for row in sorted(done)], indent=1, ensure_ascii=False))
 
 
-def pending(items: list[Item], out: Path, generate: bool, likelihood: bool, unreadable: dict) -> list[Item]:
-    """The items `out` does not yet hold an answer (generate) or option scores (likelihood) of, less those whose
-    audio could not be read."""
-    done = read_records(out, items)
+def pending(items: list[Item], done: dict[int, dict], generate: bool, likelihood: bool, unreadable: dict) -> list[Item]:
+    """The items `done` (a condition's records) holds no answer (generate) or option scores (likelihood) of yet,
+    less those whose audio could not be read."""
     wanted = ["model_output"] * generate + ["option_logprobs"] * likelihood
     return [item for item in items if item.question.row not in unreadable
             and not all(k in done.get(item.question.row, {}) for k in wanted)]
@@ -153,7 +152,7 @@ def run_condition(pipeline, items: list[Item], condition: str, out: Path, *, gen
     """Answer (generate) and score the options (likelihood) of every item `pending`; the rows whose audio cannot be
     read go to `unreadable` with why (kept by the caller: no condition asks them again)."""
     done = read_records(out, items)
-    todo = pending(items, out, generate, likelihood, unreadable)
+    todo = pending(items, done, generate, likelihood, unreadable)
     audio = condition in AUDIO_CONDITIONS
     tracks = heard_tracks(items, condition, order_seed) if audio else {}
     todo.sort(key=lambda item: (str(tracks.get(item.audio, "")), item.question.row))  # each track read once
@@ -170,34 +169,35 @@ def run_condition(pipeline, items: list[Item], condition: str, out: Path, *, gen
             except AudioError as e:
                 failed[track] = str(e)
                 tqdm.write(f"skipped {track}: {e}", file=sys.stderr)
-        kept = []
+        batch, waves = [], []
         for item in part:
             track = tracks.get(item.audio)
             if audio and track in failed:
                 unreadable[item.question.row] = failed[track]
             else:
-                clip = condition_clip(condition, loaded[track], item.question.row, order_seed) if audio else None
-                kept.append((item, clip))
-        for i in range(0, len(kept), batch_size):
-            batch = [item for item, _ in kept[i:i + batch_size]]
-            waves = [clip for _, clip in kept[i:i + batch_size]] if audio else None
-            rows = [done.setdefault(item.question.row, record(item)) for item in batch]
-            prompts = [item.prompt for item in batch]
-            if likelihood:
-                scores = pipeline.option_logprobs(waves, prompts, [item.shown for item in batch])
-                for row, row_scores in zip(rows, scores, strict=True):
+                batch.append(item)
+                waves.append(condition_clip(condition, loaded[track], item.question.row, order_seed) if audio else None)
+        waves = waves if audio else None
+        rows = [done.setdefault(item.question.row, record(item)) for item in batch]
+        prompts = [item.prompt for item in batch]
+        if likelihood:  # batch_size questions at a time: each holds four rows of the prompt's cache
+            for i in range(0, len(batch), batch_size):
+                scores = pipeline.option_logprobs(None if waves is None else waves[i:i + batch_size],
+                                                  prompts[i:i + batch_size],
+                                                  [item.shown for item in batch[i:i + batch_size]])
+                for row, row_scores in zip(rows[i:i + batch_size], scores, strict=True):
                     row["option_logprobs"] = [s for s, _ in row_scores]
                     row["option_tokens"] = [n for _, n in row_scores]
-            if generate:
-                for row, text in zip(rows, pipeline.answer(waves, prompts, batch_size=batch_size, **sampling),
-                                     strict=True):
-                    row["model_output"] = text
-            for row, item in zip(rows, batch, strict=True):
-                if audio:
-                    row["heard"] = heard(condition, item, tracks)
-            write_records(out, done)
-            progress.update(len(batch))
-        progress.update(len(part) - len(kept))
+        if generate and batch:  # the whole part at once: continuous batching keeps batch_size rows busy
+            for row, text in zip(rows, pipeline.answer(waves, prompts, batch_size=batch_size, **sampling),
+                                 strict=True):
+                row["model_output"] = text
+        for row, item in zip(rows, batch, strict=True):
+            if audio:
+                row["heard"] = heard(condition, item, tracks)
+        if batch:
+            write_records(out, done)  # once per part: a killed run loses at most --queue_size questions
+        progress.update(len(part))
     progress.close()
 
 
@@ -245,13 +245,11 @@ def markdown_report(report: dict, settings: dict) -> str:
     for mode, tables in report["modes"].items():
         lines += [f"## {mode}: {tables['meaning']}", "",
                   markdown_table(tables, NAMES, "model", unanswered=mode in ("paper", "strict")), ""]
-        fine = [g for g in tables["accuracy"].get("model", next(iter(tables["accuracy"].values())))
-                if ":" in g]
+        first = next(iter(tables["accuracy"].values()))
         lines += ["| group | n | " + " | ".join(NAMES[c] for c in tables["accuracy"]) + " |",
                   "|---|---" + "|---" * len(tables["accuracy"]) + "|"]
-        for group in fine:
+        for group in [g for g in first if ":" in g]:
             cells = [f"{100 * tables['accuracy'][c][group]['accuracy']:.1f}" for c in tables["accuracy"]]
-            n = next(iter(tables["accuracy"].values()))[group]["n"]
-            lines.append(f"| {group} | {n} | " + " | ".join(cells) + " |")
+            lines.append(f"| {group} | {first[group]['n']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
