@@ -21,6 +21,7 @@ a killed run resumes), report.json (every table, every group, the missing questi
 """
 
 import argparse
+import csv
 import gc
 import json
 import sys
@@ -116,11 +117,13 @@ def main(argv=None):
     conditions = names(args.conditions, CONDITIONS, "--conditions")
     modes = names(args.modes, MODES, "--modes")
     root = Path(args.data_root)
-    questions = read_questions(args.questions or root / "muchomusic.csv")
-    questions = questions[:args.limit]
-    paths = audio_paths(questions, args.musiccaps_csv or root / "musiccaps" / "musiccaps-public.csv",
-                        args.musiccaps_audio or root / "musiccaps" / "audio",
-                        args.sdd_csv or root / "sdd" / "song_describer.csv", args.sdd_audio or root / "sdd" / "audio")
+    try:
+        questions = read_questions(args.questions or root / "muchomusic.csv")[:args.limit]
+        paths = audio_paths(questions, args.musiccaps_csv or root / "musiccaps" / "musiccaps-public.csv",
+                            args.musiccaps_audio or root / "musiccaps" / "audio", args.sdd_csv or
+                            root / "sdd" / "song_describer.csv", args.sdd_audio or root / "sdd" / "audio")
+    except (ValueError, csv.Error) as e:  # a benchmark file that is not as published
+        raise UsageError(str(e)) from None
     items, missing = prepare(questions, paths, args.order_seed, IN_CONTEXT[args.in_context])
     print(f"{len(questions)} questions, {len(missing)} without an audio file (left out, listed in report.json)",
           file=sys.stderr)
@@ -136,7 +139,9 @@ def main(argv=None):
     unreadable = {int(k): v for k, v in json.loads(kept.read_text()).items()} if kept.exists() else {}
     pipeline = None
     for condition in [] if args.score_only else conditions:
-        if not pending(items, read_records(out / f"{condition}.json", items), generate, likelihood, unreadable):
+        done = read_records(out / f"{condition}.json", items)
+        todo = pending(items, done, generate, likelihood, unreadable)
+        if not todo:
             print(f"{NAMES[condition]}: every question answered in {out / condition}.json", file=sys.stderr)
             continue
         if condition == "text_only":
@@ -149,14 +154,17 @@ def main(argv=None):
         settings.setdefault("prompt_template", pipeline.template)
         settings.setdefault("dtype", str(pipeline.dtype).removeprefix("torch."))
         write(out / "settings.json", json.dumps(settings, indent=1))
-        run_condition(pipeline, items, condition, out / f"{condition}.json", generate=generate,
-                      likelihood=likelihood, order_seed=args.order_seed, batch_size=args.batch_size,
-                      queue_size=args.queue_size or 8 * args.batch_size, unreadable=unreadable,
-                      max_new_tokens=args.max_gen_len, temperature=args.temperature, top_p=args.top_p,
-                      seed=args.seed)
+        try:
+            run_condition(pipeline, todo, items, condition, out / f"{condition}.json", done, generate=generate,
+                          likelihood=likelihood, order_seed=args.order_seed, batch_size=args.batch_size,
+                          queue_size=args.queue_size or 8 * args.batch_size, unreadable=unreadable,
+                          max_new_tokens=args.max_gen_len, temperature=args.temperature, top_p=args.top_p,
+                          seed=args.seed)
+        except ValueError as e:  # a question longer than the model's context: the queues written so far stay
+            raise UsageError(f"{NAMES[condition]}: {e}") from None
         write(kept, json.dumps(unreadable, indent=1))
-    results = {c: read_records(out / f"{c}.json", items) for c in CONDITIONS if (out / f"{c}.json").exists()}
-    results = {c: r for c, r in results.items() if c in conditions}
+    results = {c: read_records(out / f"{c}.json", items) for c in CONDITIONS  # tables in CONDITIONS' order
+               if c in conditions and (out / f"{c}.json").exists()}
     if not results:
         raise UsageError(f"{out} holds no answers of {', '.join(conditions)}: run without --score_only first")
     report = score(items, results, modes, {**missing, **unreadable}, len(questions), args.resamples, args.order_seed)

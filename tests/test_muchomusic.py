@@ -228,6 +228,26 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert status == 2 and "--conditions: radio not among model, silence" in err and len(err.splitlines()) == 1
     status, _, err = run_here(muchomusic.main, ["--data_root", tmp_path / "nowhere"], capsys)
     assert status == 2 and "muchomusic.csv" in err and len(err.splitlines()) == 1
+    data = tmp_path / "data"
+    make_benchmark(data, clips=2, per_clip=1, seed=2)
+    table = data / "musiccaps" / "musiccaps-public.csv"
+    table.write_text(table.read_text().replace("start_s", "begin", 1))  # a table that is not MusicCaps'
+    status, _, err = run_here(muchomusic.main, ["--data_root", data], capsys)
+    assert status == 2 and "no column start_s" in err and len(err.splitlines()) == 1
+    table.write_text(table.read_text().replace("begin", "start_s", 1))
+    questions = data / "muchomusic.csv"
+    rows = list(csv.DictReader(questions.open(newline="")))
+    rows[0]["question"] = "Which instrument plays? " * 4000  # longer than the demo's context
+    with questions.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    status, _, err = run_here(muchomusic.main, ["--data_root", data, "--output_dir", tmp_path / "out", "--limit", "1",
+                                                "--dtype", "float32", "--modes", "likelihood"], capsys)
+    assert status == 2 and "error: model: a prompt of" in err, err
+    questions.write_text("question,dataset\nWhat plays?,sdd\n")
+    status, _, err = run_here(muchomusic.main, ["--data_root", data], capsys)
+    assert status == 2 and "no column dataset_identifier" in err and len(err.splitlines()) == 1
 
 
 def test_mumu_llama_is_evaluated_too_and_a_resumed_run_keeps_its_flags(tmp_path, capsys):

@@ -84,12 +84,17 @@ def audio_paths(questions: list[Question], musiccaps_csv, musiccaps_audio, sdd_c
     `[ytid]-[start-end].wav` (times from musiccaps-public.csv), Song Describer tracks as the `.2min.mp3` of
     their song_describer.csv path. The first row of a track in each table decides, as in the benchmark."""
     tables = {}
-    for dataset, table, key in (("musiccaps", musiccaps_csv, "ytid"), ("sdd", sdd_csv, "track_id")):
+    for dataset, table, columns in (("musiccaps", musiccaps_csv, ("ytid", "start_s", "end_s")),
+                                    ("sdd", sdd_csv, ("track_id", "path"))):
         if any(q.dataset == dataset for q in questions):
             with Path(table).open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                missing = [c for c in columns if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise ValueError(f"{table} is not {dataset}'s table: no column {', '.join(missing)}")
                 tables[dataset] = {}
-                for r in csv.DictReader(f):
-                    tables[dataset].setdefault(r[key].strip(), r)
+                for r in reader:
+                    tables[dataset].setdefault(r[columns[0]].strip(), r)
     paths = {}
     for q in questions:
         entry = tables[q.dataset].get(q.audio_id)
@@ -97,7 +102,10 @@ def audio_paths(questions: list[Question], musiccaps_csv, musiccaps_audio, sdd_c
             name = Path(musiccaps_csv if q.dataset == "musiccaps" else sdd_csv).name
             paths[q.row] = f"{q.audio_id} is not in {name}"
         elif q.dataset == "musiccaps":
-            start, end = int(float(entry["start_s"])), int(float(entry["end_s"]))
+            try:
+                start, end = int(float(entry["start_s"])), int(float(entry["end_s"]))
+            except ValueError:
+                raise ValueError(f"{musiccaps_csv}: {q.audio_id}'s start_s/end_s are no numbers") from None
             paths[q.row] = Path(musiccaps_audio) / f"[{q.audio_id}]-[{start}-{end}].wav"
         else:
             paths[q.row] = Path(sdd_audio) / entry["path"].replace(".mp3", ".2min.mp3")

@@ -6,8 +6,9 @@ a seeded derangement of the tracks) and "text_only" (the base LLM, no audio, the
 listens beats every control; one that answers from the text alone does not.
 
 Each condition writes `CONDITION.json` in the benchmark's own input format (its evaluate.py reads it), with the
-shown order, the output, and the options' log-probabilities; a killed run resumes per question. A question
-whose audio is missing or unreadable is left out of every table, counted and listed (report.json).
+shown order, the output, and the options' log-probabilities, after every queue of questions: a killed run
+resumes there. A question whose audio is missing or unreadable is left out of every table, counted and listed
+(report.json).
 """
 
 import json
@@ -147,12 +148,12 @@ def heard(condition: str, item: Item, tracks: dict[Path, Path]) -> str:
     return str(tracks[item.audio])
 
 
-def run_condition(pipeline, items: list[Item], condition: str, out: Path, *, generate: bool, likelihood: bool,
-                  order_seed: int, batch_size: int, queue_size: int, unreadable: dict, **sampling) -> None:
-    """Answer (generate) and score the options (likelihood) of every item `pending`; the rows whose audio cannot be
-    read go to `unreadable` with why (kept by the caller: no condition asks them again)."""
-    done = read_records(out, items)
-    todo = pending(items, done, generate, likelihood, unreadable)
+def run_condition(pipeline, todo: list[Item], items: list[Item], condition: str, out: Path,
+                  done: dict[int, dict], *, generate: bool, likelihood: bool, order_seed: int, batch_size: int,
+                  queue_size: int, unreadable: dict, **sampling) -> None:
+    """Answer (generate) and score the options (likelihood) of the items `todo` (`pending` of `items`), adding them
+    to `done` (the condition's records, read from `out`) and writing `out`; the rows whose audio cannot be read go
+    to `unreadable` with why (kept by the caller: no condition asks them again)."""
     audio = condition in AUDIO_CONDITIONS
     tracks = heard_tracks(items, condition, order_seed) if audio else {}
     todo.sort(key=lambda item: (str(tracks.get(item.audio, "")), item.question.row))  # each track read once
